@@ -1,0 +1,112 @@
+"""ARN parsing and endpoint resolution for Roles Anywhere requests."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import InputError, UsageError
+from .options import MAX_DURATION, MIN_DURATION, RequestOptions
+from .protocol import SessionRequest
+
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+_PARTITION_DOMAINS = {"aws": "amazonaws.com", "aws-cn": "amazonaws.com.cn", "aws-us-gov": "amazonaws.com"}
+
+
+@dataclass(frozen=True)
+class Arn:
+    partition: str
+    service: str
+    region: str
+    account: str
+    resource: str
+
+
+def parse_arn(value: str, flag: str, service: str, resource_type: str) -> Arn:
+    """Parse ``arn:partition:service:region:account:type/id`` and check service and type."""
+    parts = value.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn" or not all(parts[1:3]) or not parts[5]:
+        raise InputError(
+            f"{flag} {value!r} is not an ARN",
+            hint=f"expected arn:aws:{service}:REGION:ACCOUNT:{resource_type}/ID",
+        )
+    _, partition, svc, region, account, resource = parts
+    if svc != service:
+        raise InputError(f"{flag} names service {svc!r}; it must be a {service} ARN")
+    if not resource.startswith(resource_type + "/") or len(resource) == len(resource_type) + 1:
+        raise InputError(f"{flag} must name a {resource_type} (…:{resource_type}/ID), not {resource!r}")
+    if not re.fullmatch(r"\d{12}", account):
+        raise InputError(f"{flag} has account {account!r}; expected 12 digits")
+    if service != "iam" and not _REGION.match(region):
+        raise InputError(f"{flag} has region {region!r}, which is not a region name")
+    return Arn(partition, svc, region, account, resource)
+
+
+def validate_request(opts: RequestOptions) -> tuple[SessionRequest, str, Arn]:
+    """Check every request option locally; return the request, the region and the anchor ARN."""
+    anchor = parse_arn(opts.trust_anchor_arn, "--trust-anchor-arn", "rolesanywhere", "trust-anchor")
+    profile = parse_arn(opts.profile_arn, "--profile-arn", "rolesanywhere", "profile")
+    parse_arn(opts.role_arn, "--role-arn", "iam", "role")
+    if profile.region != anchor.region:
+        raise InputError(
+            f"the trust anchor is in {anchor.region} but the profile is in {profile.region}",
+            hint="a trust anchor and profile must be in one region",
+        )
+    if profile.partition != anchor.partition:
+        raise InputError("the trust anchor and profile ARNs are in different partitions")
+    if not MIN_DURATION <= opts.session_duration <= MAX_DURATION:
+        raise UsageError(
+            f"--session-duration {opts.session_duration} is out of range",
+            hint=f"use {MIN_DURATION}..{MAX_DURATION} seconds",
+        )
+    if opts.role_session_name is not None and not _SESSION_NAME.match(opts.role_session_name):
+        raise UsageError(
+            f"--role-session-name {opts.role_session_name!r} is invalid",
+            hint="use 2-64 characters from letters, digits and +=,.@_-",
+        )
+    region = opts.region or anchor.region
+    if not _REGION.match(region):
+        raise UsageError(f"--region {region!r} is not a region name")
+    req = SessionRequest(
+        trust_anchor_arn=opts.trust_anchor_arn,
+        profile_arn=opts.profile_arn,
+        role_arn=opts.role_arn,
+        duration_seconds=opts.session_duration,
+        role_session_name=opts.role_session_name,
+    )
+    return req, region, anchor
+
+
+def resolve_endpoint(opts: RequestOptions, region: str, partition: str, env: Mapping[str, str] | None = None) -> str:
+    """``--endpoint``, else ``AWS_ENDPOINT_URL_ROLESANYWHERE``, ``AWS_ENDPOINT_URL``, else the default."""
+    env = os.environ if env is None else env
+    explicit = opts.endpoint or env.get("AWS_ENDPOINT_URL_ROLESANYWHERE") or env.get("AWS_ENDPOINT_URL")
+    if explicit:
+        return check_endpoint_url(explicit)
+    domain = _PARTITION_DOMAINS.get(partition, "amazonaws.com")
+    fips = env.get("AWS_USE_FIPS_ENDPOINT", "").lower() == "true"
+    return f"https://rolesanywhere{'-fips' if fips else ''}.{region}.{domain}"
+
+
+def check_endpoint_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    if "://" not in url:
+        # the reference helper accepts a bare host name and assumes https
+        url = "https://" + url
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"endpoint {url!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"endpoint {url!r} has scheme {parts.scheme!r}", hint="use http:// or https://")
+    if not parts.hostname:
+        raise UsageError(f"endpoint {url!r} has no host name")
+    if parts.query or parts.fragment:
+        raise UsageError(f"endpoint {url!r} must not carry a query or fragment")
+    del port
+    return url.rstrip("/")

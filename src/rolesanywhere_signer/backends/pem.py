@@ -1,0 +1,203 @@
+"""Keys in files: PEM (PKCS#1, SEC1, PKCS#8, encrypted PKCS#8), DER, PKCS#12 bundles, combo files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..certs import (
+    check_chain,
+    check_key_matches,
+    check_leaf,
+    describe,
+    load_intermediates,
+    parse_certificates,
+    pem_labels,
+)
+from ..errors import InputError, NotSupportedError, SecretError
+from ..files import read_input_file
+from ..options import IdentityOptions
+from ..secret import Secret, prompt_secret
+from ..signer import DigestName, algorithm_for_key, hash_algorithm
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+PASSWORD_ENV = "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD"
+_PASSWORD_HINT = f"pass --pkcs8-password, set {PASSWORD_ENV}, or run it from a terminal"
+SUPPORTED_CURVES = ("secp256r1", "secp384r1", "secp521r1")
+
+
+@dataclass
+class PemSigner:
+    """A software key held in this process."""
+
+    key: PrivateKeyTypes = field(repr=False)
+    certificate: x509.Certificate
+    chain: Sequence[x509.Certificate]
+    algorithm: str
+    source: str
+
+    def __repr__(self) -> str:
+        return f"PemSigner(source={self.source!r}, certificate={describe(self.certificate)!r})"
+
+    def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
+        from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+        algo = hash_algorithm(digest)
+        if isinstance(self.key, rsa.RSAPrivateKey):
+            return self.key.sign(data, padding.PKCS1v15(), algo)
+        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+            return self.key.sign(data, ec.ECDSA(algo))
+        raise NotSupportedError(f"cannot sign with a {type(self.key).__name__} key")
+
+    def close(self) -> None:
+        pass
+
+
+def _password(opts: IdentityOptions, what: str) -> Secret:
+    if opts.pkcs8_password is not None:
+        return opts.pkcs8_password
+    env = os.environ.get(PASSWORD_ENV)
+    if env:
+        return Secret(env)
+    return prompt_secret(f"Password for {what}: ", what=f"the password for {what}", hint=_PASSWORD_HINT)
+
+
+def _check_key_type(key: PrivateKeyTypes, source: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < 2048:
+            raise NotSupportedError(f"RSA key {source} has {key.key_size} bits; use 2048 or more")
+        return
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.name not in SUPPORTED_CURVES:
+            raise NotSupportedError(f"EC key {source} is on curve {key.curve.name}; use P-256, P-384 or P-521")
+        return
+    raise NotSupportedError(f"key {source} is a {type(key).__name__.lstrip('_')}; Roles Anywhere takes RSA or EC keys")
+
+
+def parse_private_key(data: bytes, source: str, opts: IdentityOptions) -> PrivateKeyTypes:
+    """Load an unencrypted or encrypted private key from PEM or DER."""
+    from cryptography.hazmat.primitives import serialization
+
+    labels = pem_labels(data)
+    key_labels = [lb for lb in labels if lb.endswith("PRIVATE KEY")]
+    if labels and not key_labels:
+        if "CERTIFICATE" in labels:
+            raise InputError(
+                f"private key file {source} holds a certificate, not a private key",
+                hint="did you swap --certificate and --private-key?",
+            )
+        raise InputError(f"private key file {source} holds no private key (found {', '.join(sorted(set(labels)))})")
+    if "TSS2 PRIVATE KEY" in key_labels:
+        raise InputError(f"{source} is a TPM key; it is handled by the TPM backend")
+    encrypted = "ENCRYPTED PRIVATE KEY" in key_labels or b"Proc-Type: 4,ENCRYPTED" in data
+    if labels:
+        start = data.index(b"-----BEGIN " + key_labels[0].encode())
+        end_marker = b"-----END " + key_labels[0].encode() + b"-----"
+        end = data.find(end_marker, start)
+        if end < 0:
+            raise InputError(f"private key file {source} has a truncated PEM block (no END line)")
+        block = data[start : end + len(end_marker)]
+        loader = serialization.load_pem_private_key
+    else:
+        block, loader = data, serialization.load_der_private_key
+    password: Secret | None = _password(opts, f"private key {source}") if encrypted else None
+    try:
+        key = loader(block, password.encode() if password else None)
+    except TypeError:
+        if password is None:  # an encrypted DER key: ask, once
+            password = _password(opts, f"private key {source}")
+            try:
+                key = loader(block, password.encode())
+            except ValueError:
+                raise SecretError(f"wrong password for encrypted private key {source}") from None
+        else:
+            raise InputError(f"private key {source} is not encrypted but a password was given") from None
+    except ValueError:
+        if password is not None:
+            raise SecretError(f"wrong password for encrypted private key {source}") from None
+        if labels:
+            raise InputError(f"private key file {source} has a damaged or truncated PEM key") from None
+        raise InputError(f"private key file {source} is neither a PEM nor a DER private key") from None
+    except Exception as e:  # noqa: BLE001 - unsupported algorithms raise UnsupportedAlgorithm
+        raise NotSupportedError(f"private key {source} uses an unsupported algorithm ({type(e).__name__})") from None
+    _check_key_type(key, source)
+    return key
+
+
+def _load_pkcs12(data: bytes, source: str, opts: IdentityOptions) -> tuple[PrivateKeyTypes, list[x509.Certificate]]:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    tries: list[bytes | None] = [None, b""]
+    if opts.pkcs8_password is not None:
+        tries = [opts.pkcs8_password.encode()]
+    elif os.environ.get(PASSWORD_ENV):
+        tries = [os.environ[PASSWORD_ENV].encode()]
+    for pw in tries:
+        try:
+            bundle = pkcs12.load_pkcs12(data, pw)
+            break
+        except ValueError:
+            continue
+    else:
+        if opts.pkcs8_password is not None or os.environ.get(PASSWORD_ENV):
+            raise SecretError(f"wrong password for PKCS#12 bundle {source} (or the file is damaged)")
+        pw_secret = _password(opts, f"PKCS#12 bundle {source}")
+        try:
+            bundle = pkcs12.load_pkcs12(data, pw_secret.encode())
+        except ValueError:
+            raise SecretError(f"wrong password for PKCS#12 bundle {source} (or the file is damaged)") from None
+    if bundle.key is None or bundle.cert is None:
+        raise InputError(f"PKCS#12 bundle {source} must hold a private key and its certificate")
+    return bundle.key, [bundle.cert.certificate, *(c.certificate for c in bundle.additional_certs)]
+
+
+def _looks_like_pkcs12(data: bytes) -> bool:
+    # DER SEQUENCE whose first element is INTEGER 3 (PFX version)
+    return data[:1] == b"\x30" and b"\x02\x01\x03" in data[2:8]
+
+
+def load(opts: IdentityOptions) -> PemSigner:
+    assert opts.certificate
+    cert_path = opts.certificate
+    cert_data = read_input_file(cert_path, "certificate file")
+    extra: list[x509.Certificate] = []
+    key: PrivateKeyTypes
+    if not pem_labels(cert_data) and _looks_like_pkcs12(cert_data):
+        if opts.private_key:
+            raise InputError(f"{cert_path} is a PKCS#12 bundle; it carries its own key, so drop --private-key")
+        key, certs = _load_pkcs12(cert_data, cert_path, opts)
+        _check_key_type(key, cert_path)
+        leaf, extra = certs[0], certs[1:]
+        key_source = cert_path
+    else:
+        certs = parse_certificates(cert_data, cert_path)
+        leaf, extra = certs[0], certs[1:]
+        if opts.private_key:
+            key_source = opts.private_key
+            key = parse_private_key(read_input_file(key_source, "private key file"), key_source, opts)
+        elif any(lb.endswith("PRIVATE KEY") for lb in pem_labels(cert_data)):
+            key_source = cert_path  # a combo file: key and certificate together
+            key = parse_private_key(cert_data, cert_path, opts)
+        else:
+            raise InputError(
+                f"no private key given for certificate {cert_path}",
+                hint="pass --private-key, or a PKCS#12 bundle as --certificate",
+            )
+    check_leaf(leaf)
+    check_key_matches(leaf, key.public_key(), key_source)
+    if opts.intermediates:
+        chain = load_intermediates(opts.intermediates)
+    else:
+        # certificates after the leaf in the certificate file or bundle: keep only real issuers
+        from ..certs import chain_from_pool
+
+        chain = chain_from_pool(leaf, extra)
+    check_chain(leaf, chain)
+    return PemSigner(key, leaf, tuple(chain), algorithm_for_key(key.public_key()), key_source)

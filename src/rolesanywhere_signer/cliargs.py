@@ -1,0 +1,152 @@
+"""Shared argparse parent parsers and their conversion into option records.
+
+Flag names and meanings follow ``aws_signing_helper``; our additions are marked in the help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from .options import DEFAULT_DURATION, IdentityOptions, RequestOptions
+from .secret import Secret
+
+log = logging.getLogger("rolesanywhere_signer")
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors become one short line (``UsageError``) instead of usage + exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        from .errors import UsageError
+
+        raise UsageError(message, hint=f"see {self.prog} --help")
+
+
+def debug_parent() -> argparse.ArgumentParser:
+    p = Parser(add_help=False)
+    p.add_argument("--debug", action="store_true", help="verbose logging to stderr (never prints secrets)")
+    return p
+
+
+def identity_parent(*, certificate_required: bool = False) -> argparse.ArgumentParser:
+    p = Parser(add_help=False)
+    g = p.add_argument_group("identity (certificate and key)")
+    g.add_argument("--certificate", metavar="PATH|URI", help="certificate file (PEM, DER, PKCS#12) or pkcs11: URI")
+    g.add_argument(
+        "--private-key",
+        metavar="PATH|URI",
+        help="key file (PEM/DER), TSS2 key file, handle:0x81…, or pkcs11: URI",
+    )
+    g.add_argument("--intermediates", metavar="PATH", help="PEM bundle of intermediate certificates, nearest first")
+    g.add_argument(
+        "--pkcs8-password",
+        metavar="PASSWORD",
+        help="password of an encrypted PKCS#8 key or PKCS#12 bundle (visible to other users; "
+        "prefer ROLESANYWHERE_SIGNER_PKCS8_PASSWORD or the prompt) [ours]",
+    )
+    g.add_argument("--pkcs11-uri", metavar="URI", help="one pkcs11: URI for certificate and key [ours]")
+    g.add_argument("--pkcs11-lib", metavar="PATH", help="PKCS#11 module to load")
+    g.add_argument(
+        "--reuse-pin",
+        action="store_true",
+        help="reuse the user PIN for keys that need context-specific login (YubiKey slot 9c)",
+    )
+    g.add_argument(
+        "--tpm-key-password",
+        metavar="PASSWORD",
+        help="TPM key password (visible in the process list; prefer "
+        "ROLESANYWHERE_SIGNER_TPM_KEY_PASSWORD or --tpm-key-password-file)",
+    )
+    g.add_argument("--tpm-key-password-file", metavar="PATH", help="file holding the TPM key password [ours]")
+    g.add_argument("--no-tpm-key-password", action="store_true", help="the TPM key has no password")
+    g.add_argument("--tcti", metavar="TCTI", help="how to reach the TPM, e.g. device:/dev/tpmrm0 [ours]")
+    return p
+
+
+def request_parent() -> argparse.ArgumentParser:
+    p = Parser(add_help=False)
+    g = p.add_argument_group("CreateSession request")
+    g.add_argument("--trust-anchor-arn", metavar="ARN", required=True)
+    g.add_argument("--profile-arn", metavar="ARN", required=True)
+    g.add_argument("--role-arn", metavar="ARN", required=True)
+    g.add_argument(
+        "--session-duration",
+        metavar="SECONDS",
+        type=int,
+        default=DEFAULT_DURATION,
+        help="900..43200 (default %(default)s)",
+    )
+    g.add_argument("--role-session-name", metavar="NAME")
+    g.add_argument("--region", metavar="REGION", help="default: the trust anchor's region")
+    c = p.add_argument_group("connection")
+    c.add_argument("--endpoint", metavar="URL", help="Roles Anywhere endpoint (http or https URL)")
+    c.add_argument("--no-verify-ssl", action="store_true", help="do not verify the endpoint's TLS certificate")
+    c.add_argument(
+        "--with-proxy",
+        action="store_true",
+        help="accepted for compatibility: proxy variables are always honoured",
+    )
+    c.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_positive_float,
+        default=10.0,
+        help="per-attempt network timeout (default %(default)s) [ours]",
+    )
+    return p
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 600:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 600 seconds")
+    return value
+
+
+def _warn_argv_secret(flag: str, safer: str) -> None:
+    log.warning("%s on the command line is visible to other local users; prefer %s", flag, safer)
+
+
+def identity_from_args(args: argparse.Namespace) -> IdentityOptions:
+    pkcs8 = getattr(args, "pkcs8_password", None)
+    if pkcs8 is not None:
+        _warn_argv_secret("--pkcs8-password", "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD or the terminal prompt")
+    tpm_pw = getattr(args, "tpm_key_password", None)
+    if tpm_pw is not None:
+        _warn_argv_secret("--tpm-key-password", "--tpm-key-password-file or ROLESANYWHERE_SIGNER_TPM_KEY_PASSWORD")
+    return IdentityOptions(
+        certificate=args.certificate,
+        private_key=args.private_key,
+        intermediates=args.intermediates,
+        pkcs8_password=Secret(pkcs8) if pkcs8 is not None else None,
+        pkcs11_uri=args.pkcs11_uri,
+        pkcs11_lib=args.pkcs11_lib,
+        reuse_pin=args.reuse_pin,
+        tpm_key_password=Secret(tpm_pw) if tpm_pw is not None else None,
+        tpm_key_password_file=args.tpm_key_password_file,
+        no_tpm_key_password=args.no_tpm_key_password,
+        tcti=args.tcti,
+    )
+
+
+def request_from_args(args: argparse.Namespace) -> RequestOptions:
+    return RequestOptions(
+        trust_anchor_arn=args.trust_anchor_arn,
+        profile_arn=args.profile_arn,
+        role_arn=args.role_arn,
+        session_duration=args.session_duration,
+        role_session_name=args.role_session_name,
+        region=args.region,
+        endpoint=args.endpoint,
+        verify=not args.no_verify_ssl,
+        with_proxy=args.with_proxy,
+    )
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

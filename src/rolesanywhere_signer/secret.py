@@ -1,0 +1,132 @@
+"""Secrets that cannot leak by accident, and terminal prompts that never hang.
+
+A ``Secret`` hides its value from ``repr``/``str``/format, so logging a config object or an
+exception can never print a PIN or password. Prompts open ``/dev/tty`` directly because botocore
+runs ``credential_process`` with no terminal on stdin; with no terminal we fail at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .errors import SecretError
+
+
+class Secret:
+    """A string that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def encode(self, encoding: str = "utf-8") -> bytes:
+        return self._value.encode(encoding)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __reduce__(self) -> str:  # refuse pickling: it would write the value out
+        raise TypeError("Secret values cannot be pickled")
+
+
+#: the terminal used for prompts; tests point it elsewhere to simulate "no terminal"
+TTY_PATH = "/dev/tty"
+
+
+def prompt_secret(prompt: str, *, what: str, hint: str, tty_path: str | None = None) -> Secret:
+    """Ask for a secret on the controlling terminal, without echo.
+
+    ``what`` names the secret for the error message ("PKCS#11 PIN"); ``hint`` says which
+    non-interactive sources exist. Raises ``SecretError`` at once when there is no terminal.
+    """
+    path = tty_path or os.environ.get("ROLESANYWHERE_SIGNER_TTY") or TTY_PATH
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        raise SecretError(f"{what} is needed but there is no terminal to ask for it", hint=hint) from None
+    try:
+        return Secret(_read_no_echo(fd, prompt))
+    finally:
+        os.close(fd)
+
+
+def _read_no_echo(fd: int, prompt: str) -> str:
+    import termios
+
+    old: list[Any] | None = None
+    try:
+        old = termios.tcgetattr(fd)
+        new = termios.tcgetattr(fd)
+        new[3] &= ~termios.ECHO  # lflag
+        termios.tcsetattr(fd, termios.TCSAFLUSH, new)
+    except termios.error:
+        old = None  # not a real terminal (a pipe in tests): read without touching modes
+    try:
+        os.write(fd, prompt.encode())
+        chunks = bytearray()
+        while True:
+            b = os.read(fd, 1)
+            if not b or b in (b"\n", b"\r"):
+                break
+            chunks += b
+        os.write(fd, b"\n")
+        return chunks.decode("utf-8", "replace")
+    except KeyboardInterrupt:
+        raise SecretError(f"cancelled at the {prompt.strip().rstrip(':')} prompt") from None
+    finally:
+        if old is not None:
+            termios.tcsetattr(fd, termios.TCSAFLUSH, old)
+
+
+def tty_message(text: str) -> None:
+    """Print a notice ("touch your security key") on the terminal if there is one; never fail."""
+    try:
+        fd = os.open(os.environ.get("ROLESANYWHERE_SIGNER_TTY") or TTY_PATH, os.O_WRONLY | os.O_NOCTTY)
+    except OSError:
+        return
+    try:
+        os.write(fd, text.encode() + b"\n")
+    finally:
+        os.close(fd)
+
+
+def read_secret_file(path: str, *, what: str) -> Secret:
+    """Read a PIN/password from a file: first line, trailing newline removed."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = f.read(65536)
+    except FileNotFoundError:
+        raise SecretError(f"{what} file {path} does not exist") from None
+    except IsADirectoryError:
+        raise SecretError(f"{what} file {path} is a directory, not a file") from None
+    except PermissionError:
+        raise SecretError(f"{what} file {path} is not readable by this user") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SecretError(f"cannot read {what} file {path}: {type(e).__name__}") from None
+    value = data.splitlines()[0] if data else ""
+    if not value:
+        raise SecretError(f"{what} file {path} is empty")
+    return Secret(value)
+
+
+SecretSource = Callable[[], Secret]
