@@ -161,6 +161,10 @@ class ReceivedRequest:
     body: bytes
 
 
+def _assumed_role_arn(role_arn: str) -> str:
+    return role_arn.replace(":iam:", ":sts:").replace(":role/", ":assumed-role/")
+
+
 def verify_request(req: ReceivedRequest, state: EndpointState) -> dict[str, Any]:
     """Verify a CreateSession request; return the 201 body or raise ``Refusal``."""
     now = state.clock()
@@ -245,7 +249,7 @@ def verify_request(req: ReceivedRequest, state: EndpointState) -> dict[str, Any]
         "credentialSet": [
             {
                 "assumedRoleUser": {
-                    "arn": f"{str(role_arn).replace(':iam:', ':sts:').replace(':role/', ':assumed-role/')}/{role_session}",
+                    "arn": f"{_assumed_role_arn(str(role_arn))}/{role_session}",
                     "assumedRoleId": f"{_random_id('AROA', 17)}:{role_session}",
                 },
                 "credentials": {
