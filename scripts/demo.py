@@ -21,10 +21,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from rolesanywhere_signer.endpoint_server import LocalEndpoint  # noqa: E402
 from support.pki import PKI  # noqa: E402
 from support.util import ARN_ARGS, clean_env  # noqa: E402
-
-from rolesanywhere_signer.endpoint_server import LocalEndpoint  # noqa: E402
 
 PARTS = ["demo_pkcs11", "demo_tpm", "demo_doctor"]
 

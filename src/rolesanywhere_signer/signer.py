@@ -55,6 +55,20 @@ class Signer(Protocol):
         ...
 
 
+@runtime_checkable
+class KeyHandle(Protocol):
+    """A private key without (or before) its certificate: for CSRs, enrollment and doctor.
+
+    Every backend module exposes ``open_key(opts: IdentityOptions) -> KeyHandle``.
+    """
+
+    def public_key(self) -> PublicKeyTypes: ...
+
+    def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 def digest(data: bytes, name: DigestName = "sha256") -> bytes:
     return hashlib.new(name, data).digest()
 

@@ -24,7 +24,7 @@ from ..signer import DigestName, algorithm_for_key, hash_algorithm
 
 if TYPE_CHECKING:
     from cryptography import x509
-    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 PASSWORD_ENV = "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD"
 _PASSWORD_HINT = f"pass --pkcs8-password, set {PASSWORD_ENV}, or run it from a terminal"
@@ -45,17 +45,21 @@ class PemSigner:
         return f"PemSigner(source={self.source!r}, certificate={describe(self.certificate)!r})"
 
     def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
-        from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-
-        algo = hash_algorithm(digest)
-        if isinstance(self.key, rsa.RSAPrivateKey):
-            return self.key.sign(data, padding.PKCS1v15(), algo)
-        if isinstance(self.key, ec.EllipticCurvePrivateKey):
-            return self.key.sign(data, ec.ECDSA(algo))
-        raise NotSupportedError(f"cannot sign with a {type(self.key).__name__} key")
+        return _sign(self.key, data, digest)
 
     def close(self) -> None:
         pass
+
+
+def _sign(key: PrivateKeyTypes, data: bytes, digest: DigestName) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    algo = hash_algorithm(digest)
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(data, padding.PKCS1v15(), algo)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(data, ec.ECDSA(algo))
+    raise NotSupportedError(f"cannot sign with a {type(key).__name__} key")
 
 
 def _password(opts: IdentityOptions, what: str) -> Secret:
@@ -161,6 +165,42 @@ def _load_pkcs12(data: bytes, source: str, opts: IdentityOptions) -> tuple[Priva
 def _looks_like_pkcs12(data: bytes) -> bool:
     # DER SEQUENCE whose first element is INTEGER 3 (PFX version)
     return data[:1] == b"\x30" and b"\x02\x01\x03" in data[2:8]
+
+
+@dataclass
+class PemKey:
+    """A software key alone (``KeyHandle``), for CSRs and checks before a certificate exists."""
+
+    key: PrivateKeyTypes = field(repr=False)
+    source: str
+
+    def __repr__(self) -> str:
+        return f"PemKey(source={self.source!r})"
+
+    def public_key(self) -> PublicKeyTypes:
+        return self.key.public_key()
+
+    def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
+        return _sign(self.key, data, digest)
+
+    def close(self) -> None:
+        pass
+
+
+def open_key(opts: IdentityOptions) -> PemKey:
+    """Open just the private key named by ``--private-key`` (or a combo/PKCS#12 ``--certificate``)."""
+    source = opts.private_key or opts.certificate
+    if not source:
+        from ..errors import UsageError
+
+        raise UsageError("--private-key is required", hint="see --help")
+    data = read_input_file(source, "private key file")
+    if not pem_labels(data) and _looks_like_pkcs12(data):
+        key, _ = _load_pkcs12(data, source, opts)
+        _check_key_type(key, source)
+    else:
+        key = parse_private_key(data, source, opts)
+    return PemKey(key, source)
 
 
 def load(opts: IdentityOptions) -> PemSigner:
