@@ -145,3 +145,34 @@ class PKI:
     @property
     def intermediates_path(self) -> Path:
         return self.write("intermediates.pem", self.intermediate.pem)
+
+
+def weak_hash_chain(base: Path, digest: str = "sha1") -> tuple[Issued, Issued]:
+    """(CA, leaf) where the leaf is signed with ``digest`` (sha1, md5) by an RSA CA, made with openssl.
+
+    `cryptography` refuses to sign with these hashes, so the openssl CLI does it, as a CA with old
+    software would.
+    """
+    import subprocess
+
+    base.mkdir(parents=True, exist_ok=True)
+    ca = issue(f"Weak {digest} CA", key_type="rsa2048", ca=True)
+    leaf_key = new_key("rsa2048")
+    (base / "ca.pem").write_bytes(ca.pem)
+    (base / "ca.key").write_bytes(ca.key_pem())
+    (base / "leaf.key").write_bytes(Issued(ca.cert, leaf_key).key_pem())
+    (base / "ext.cnf").write_text(
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
+    )
+    env = {"OPENSSL_CONF": "/dev/null", "PATH": "/usr/bin:/bin"}
+    subprocess.run(
+        ["openssl", "req", "-new", "-key", base / "leaf.key", "-subj", f"/CN=leaf signed with {digest}",
+         "-out", base / "leaf.csr"], check=True, capture_output=True, env=env,
+    )
+    subprocess.run(
+        ["openssl", "x509", "-req", "-in", base / "leaf.csr", "-CA", base / "ca.pem", "-CAkey", base / "ca.key",
+         "-CAcreateserial", f"-{digest}", "-days", "30", "-extfile", base / "ext.cnf", "-out", base / "leaf.pem"],
+        check=True, capture_output=True, env=env,
+    )
+    cert = x509.load_pem_x509_certificate((base / "leaf.pem").read_bytes())
+    return ca, Issued(cert, leaf_key)
