@@ -13,11 +13,11 @@ import boto3
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from support.pki import PKI, Issued, issue
-from support.util import ARN_ARGS, SRC, assert_one_line_error, run_cli
 
 from rolesanywhere_signer.endpoint_server import LocalEndpoint
 from rolesanywhere_signer.signer import verify_signature
+from support.pki import PKI, Issued, issue
+from support.util import ARN_ARGS, SRC, assert_one_line_error, run_cli
 
 EXPIRATION = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
@@ -44,7 +44,11 @@ def assert_credentials(stdout: str) -> dict[str, object]:
     [("ec-p256", False), ("ec-p256", True), ("rsa2048", False), ("rsa2048", True)],
 )
 def test_boto3_gets_credentials_through_credential_process(
-    pki: PKI, endpoint: LocalEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key_type: str,
+    pki: PKI,
+    endpoint: LocalEndpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    key_type: str,
     via_intermediate: bool,
 ) -> None:
     leaf = pki.leaf(key_type, via_intermediate=via_intermediate)
@@ -90,8 +94,12 @@ def test_key_formats_pkcs1_sec1_der_and_der_certificate(pki: PKI, endpoint: Loca
         leaf = pki.leaf(kt)
         trad = pki.write(f"trad-{kt}.key", leaf.key_pem("traditional"))  # PKCS#1 / SEC1
         assert b"BEGIN RSA PRIVATE KEY" in trad.read_bytes() or b"BEGIN EC PRIVATE KEY" in trad.read_bytes()
-        der_key = pki.write(f"der-{kt}.key", leaf.key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        der_key = pki.write(
+            f"der-{kt}.key",
+            leaf.key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
         der_cert = pki.write(f"der-{kt}.cer", leaf.der)
         for cert, key in ((der_cert, trad), (der_cert, der_key)):
             proc = run_cli(cp_args(cert, key, endpoint))
@@ -134,8 +142,12 @@ def test_password_prompt_on_the_terminal(pki: PKI, endpoint: LocalEndpoint, tmp_
     tty_name = os.ttyname(tty)
     child = subprocess.Popen(
         [sys.executable, "-m", "rolesanywhere_signer", *cp_args(cert, key, endpoint)],
-        env=clean_env({"ROLESANYWHERE_SIGNER_TTY": tty_name}), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env=clean_env({"ROLESANYWHERE_SIGNER_TTY": tty_name}),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     shown = b""
     import select
@@ -163,7 +175,10 @@ def test_password_prompt_on_the_terminal(pki: PKI, endpoint: LocalEndpoint, tmp_
 def test_pkcs12_bundle_and_combo_file(pki: PKI, endpoint: LocalEndpoint) -> None:
     leaf = pki.leaf("ec-p256", via_intermediate=True)
     p12 = pkcs12.serialize_key_and_certificates(
-        b"p12", leaf.key, leaf.cert, [pki.intermediate.cert],
+        b"p12",
+        leaf.key,
+        leaf.cert,
+        [pki.intermediate.cert],
         serialization.BestAvailableEncryption(b"bundle-pw"),
     )
     bundle = pki.write("bundle.p12", p12)
@@ -172,8 +187,12 @@ def test_pkcs12_bundle_and_combo_file(pki: PKI, endpoint: LocalEndpoint) -> None
     assert_credentials(proc.stdout)
     # the intermediate inside the bundle was sent: the endpoint could only verify via it
     assert endpoint.state.sessions_created == 1
-    nopw = pki.write("nopw.p12", pkcs12.serialize_key_and_certificates(
-        b"p12", leaf.key, leaf.cert, [pki.intermediate.cert], serialization.NoEncryption()))
+    nopw = pki.write(
+        "nopw.p12",
+        pkcs12.serialize_key_and_certificates(
+            b"p12", leaf.key, leaf.cert, [pki.intermediate.cert], serialization.NoEncryption()
+        ),
+    )
     assert run_cli(cp_args(nopw, None, endpoint)).returncode == 0
     combo = pki.write("combo.pem", leaf.key_pem() + leaf.pem + pki.intermediate.pem)
     proc = run_cli(cp_args(combo, None, endpoint))
@@ -186,11 +205,17 @@ def test_pkcs12_bundle_and_combo_file(pki: PKI, endpoint: LocalEndpoint) -> None
 @pytest.mark.parametrize(
     ("make_leaf", "phrase"),
     [
-        (lambda p: p.leaf(not_after=__import__("support.pki").pki.now() - __import__("datetime").timedelta(days=1),
-                          not_before=__import__("support.pki").pki.now() - __import__("datetime").timedelta(days=9)),
-         "expired on"),
-        (lambda p: p.leaf(not_before=__import__("support.pki").pki.now() + __import__("datetime").timedelta(days=2)),
-         "not valid yet: notBefore is"),
+        (
+            lambda p: p.leaf(
+                not_after=__import__("support.pki").pki.now() - __import__("datetime").timedelta(days=1),
+                not_before=__import__("support.pki").pki.now() - __import__("datetime").timedelta(days=9),
+            ),
+            "expired on",
+        ),
+        (
+            lambda p: p.leaf(not_before=__import__("support.pki").pki.now() + __import__("datetime").timedelta(days=2)),
+            "not valid yet: notBefore is",
+        ),
         (lambda p: issue("sub CA", issuer=p.root, ca=True), "is a CA certificate"),
         (lambda p: p.leaf(digital_signature=False), "lacks the digitalSignature key usage"),
     ],
@@ -244,8 +269,9 @@ def test_sign_string_formats_verify(pki: PKI) -> None:
         leaf = pki.leaf(kt)
         cert, key = pki.leaf_files(f"ss-{kt}", leaf)
         for digest in ("SHA256", "SHA384", "SHA512"):
-            proc = run_cli(["sign-string", "--certificate", cert, "--private-key", key, "--digest", digest],
-                           input=b"hello world")
+            proc = run_cli(
+                ["sign-string", "--certificate", cert, "--private-key", key, "--digest", digest], input=b"hello world"
+            )
             assert proc.returncode == 0, proc.stderr
             sig = bytes.fromhex(proc.stdout.strip())
             assert verify_signature(leaf.cert.public_key(), sig, b"hello world", digest.lower())  # type: ignore[arg-type]

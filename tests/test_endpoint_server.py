@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 import requests
-from support.pki import PKI, Issued, issue, weak_hash_chain
-from support.util import PROFILE_ARN, REGION, ROLE_ARN, TRUST_ANCHOR_ARN
 
 from rolesanywhere_signer import protocol
 from rolesanywhere_signer.backends.pem import PemSigner
 from rolesanywhere_signer.endpoint_server import LocalEndpoint
 from rolesanywhere_signer.signer import algorithm_for_key, identity_of
+from support.pki import PKI, Issued, issue, weak_hash_chain
+from support.util import PROFILE_ARN, REGION, ROLE_ARN, TRUST_ANCHOR_ARN
 
 REQ = protocol.SessionRequest(TRUST_ANCHOR_ARN, PROFILE_ARN, ROLE_ARN, 3600)
 
@@ -28,10 +28,23 @@ def signer_for(leaf: Issued, chain: tuple[Any, ...] = (), key: Any = None) -> Pe
     return PemSigner(k, leaf.cert, chain, algorithm_for_key(leaf.cert.public_key()), "test")
 
 
-def send(ep: LocalEndpoint, signer: PemSigner, *, when: dt.datetime | None = None,
-         request: protocol.SessionRequest = REQ, region: str = REGION, mutate: Any = None) -> requests.Response:
-    signed = protocol.sign_create_session(identity=identity_of(signer), sign=signer.sign, request=request,
-                                          endpoint=ep.url, region=region, when=when or now())
+def send(
+    ep: LocalEndpoint,
+    signer: PemSigner,
+    *,
+    when: dt.datetime | None = None,
+    request: protocol.SessionRequest = REQ,
+    region: str = REGION,
+    mutate: Any = None,
+) -> requests.Response:
+    signed = protocol.sign_create_session(
+        identity=identity_of(signer),
+        sign=signer.sign,
+        request=request,
+        endpoint=ep.url,
+        region=region,
+        when=when or now(),
+    )
     headers, body, url = dict(signed.headers), signed.body, signed.url
     if mutate:
         headers, body, url = mutate(headers, body, url)

@@ -11,7 +11,6 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from support.pki import PKI
 
 from rolesanywhere_signer import protocol
 from rolesanywhere_signer.backends.pem import PemSigner
@@ -24,6 +23,7 @@ from rolesanywhere_signer.signer import (
     identity_of,
     verify_signature,
 )
+from support.pki import PKI
 
 WHEN = datetime(2026, 11, 29, 7, 59, 3, tzinfo=timezone.utc)
 REQ = protocol.SessionRequest(
@@ -68,7 +68,11 @@ def test_wire_facts(pki: PKI) -> None:
     leaf = pki.leaf("ec-p256", via_intermediate=True, serial=0x1234567890ABCDEF)
     signer = PemSigner(leaf.key, leaf.cert, (pki.intermediate.cert,), protocol.ALGORITHM_ECDSA, "k")
     signed = protocol.sign_create_session(
-        identity=identity_of(signer), sign=signer.sign, request=REQ, endpoint="https://h.example", region="eu-west-1",
+        identity=identity_of(signer),
+        sign=signer.sign,
+        request=REQ,
+        endpoint="https://h.example",
+        region="eu-west-1",
         when=WHEN,
     )
     h = signed.headers
@@ -141,17 +145,21 @@ def test_digest_info_prefix_is_pkcs1_sha256() -> None:
 
 
 def test_parse_authorization_roundtrip_and_refusals() -> None:
-    value = protocol.authorization_header("AWS4-X509-RSA-SHA256", 42, "20260101/r/rolesanywhere/aws4_request",
-                                          "host;x-amz-date", b"\x01\x02")
+    value = protocol.authorization_header(
+        "AWS4-X509-RSA-SHA256", 42, "20260101/r/rolesanywhere/aws4_request", "host;x-amz-date", b"\x01\x02"
+    )
     parsed = protocol.parse_authorization(value)
     assert parsed.serial == "42" and parsed.signature == b"\x01\x02"
     assert parsed.signed_headers == ("host", "x-amz-date")
-    for bad in ["AWS4-X509-RSA-SHA256 Credential=1", "X Credential=1/s, SignedHeaders=h, Signature=zz",
-                "X Credential=1/s, Credential=2/s, SignedHeaders=h, Signature=00"]:
+    for bad in [
+        "AWS4-X509-RSA-SHA256 Credential=1",
+        "X Credential=1/s, SignedHeaders=h, Signature=zz",
+        "X Credential=1/s, Credential=2/s, SignedHeaders=h, Signature=00",
+    ]:
         with pytest.raises(ValueError):
             protocol.parse_authorization(bad)
 
 
 def test_naive_timestamps_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        protocol.amz_date(datetime(2026, 1, 1))  # noqa: DTZ001
+        protocol.amz_date(datetime(2026, 1, 1))
