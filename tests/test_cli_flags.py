@@ -168,3 +168,9 @@ def test_unreadable_file_as_unprivileged_user(files: dict[str, Path], tmp_path: 
         start_new_session=True,
     )
     assert_one_line_error(proc, "is not readable by this user")
+
+
+@pytest.mark.parametrize("flag", ["--cert-selector", "--system-store-name", "--use-latest-expiring-certificate"])
+def test_certificate_store_flags_are_refused_clearly(files: dict[str, Path], flag: str) -> None:
+    args = [*base(files), flag] + (["Key=x509Subject,Value=CN=x"] if flag == "--cert-selector" else [])
+    assert_one_line_error(run_cli(args), "Windows/macOS certificate stores")

@@ -62,7 +62,25 @@ def identity_parent(*, certificate_required: bool = False) -> argparse.ArgumentP
     g.add_argument("--tpm-key-password-file", metavar="PATH", help="file holding the TPM key password [ours]")
     g.add_argument("--no-tpm-key-password", action="store_true", help="the TPM key has no password")
     g.add_argument("--tcti", metavar="TCTI", help="how to reach the TPM, e.g. device:/dev/tpmrm0 [ours]")
+    # accepted so that a copied aws_signing_helper line fails with a clear reason, not "unrecognized"
+    for flag in STORE_FLAGS:
+        g.add_argument(flag, help=argparse.SUPPRESS, default=None, nargs="?", const=True)
     return p
+
+
+#: aws_signing_helper flags for the Windows/macOS certificate stores, which do not exist on Linux
+STORE_FLAGS = ("--cert-selector", "--system-store-name", "--use-latest-expiring-certificate")
+
+
+def _refuse_store_flags(args: argparse.Namespace) -> None:
+    from .errors import NotSupportedError
+
+    for flag in STORE_FLAGS:
+        if getattr(args, flag[2:].replace("-", "_"), None) is not None:
+            raise NotSupportedError(
+                f"{flag} selects from the Windows/macOS certificate stores, which this tool does not read",
+                hint="use --certificate/--private-key files, a pkcs11: URI or a TPM key",
+            )
 
 
 def request_parent() -> argparse.ArgumentParser:
@@ -113,6 +131,7 @@ def _warn_argv_secret(flag: str, safer: str) -> None:
 
 
 def identity_from_args(args: argparse.Namespace) -> IdentityOptions:
+    _refuse_store_flags(args)
     pkcs8 = getattr(args, "pkcs8_password", None)
     if pkcs8 is not None:
         _warn_argv_secret("--pkcs8-password", "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD or the terminal prompt")
