@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from support.pki import PKI
-from support.util import PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN
 
 from rolesanywhere_signer.arn import resolve_endpoint
 from rolesanywhere_signer.backends.pem import PemSigner
@@ -19,6 +17,8 @@ from rolesanywhere_signer.options import RequestOptions
 from rolesanywhere_signer.retry import RetryPolicy
 from rolesanywhere_signer.signer import algorithm_for_key
 from rolesanywhere_signer.transport import HttpResponse, TransientError
+from support.pki import PKI
+from support.util import PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN
 
 OPTS = RequestOptions(TRUST_ANCHOR_ARN, PROFILE_ARN, ROLE_ARN, endpoint="https://ra.test")
 
