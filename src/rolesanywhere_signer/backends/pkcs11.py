@@ -1,18 +1,792 @@
-"""PKCS#11 backend (HSMs, smartcards, YubiKey PIV). Not yet implemented."""
+"""PKCS#11 backend (HSMs, smartcards, YubiKey PIV): the key stays on the token, the token signs.
+
+Certificates are searched without login first (log in only if the token hides them). The key is
+found by the URI's id/label, else the certificate's CKA_ID, else by its public key (modulus or
+EC point) — never by trial signatures, which cost a PIN entry and a touch on a YubiKey.
+"""
 
 from __future__ import annotations
 
-from ..errors import NotSupportedError
+import hashlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..errors import BackendError, InputError, NotSupportedError, UsageError
 from ..options import IdentityOptions
-from ..signer import Signer
+from ..pkcs11_uri import Pkcs11Uri, format_uri, is_pkcs11_uri, parse_uri
+from ..signer import DigestName, algorithm_for_key, digest_info, ecdsa_der_from_raw
+from .pkcs11_token import (
+    TokenSession,
+    describe_tokens,
+    is_recoverable,
+    load_library,
+    matching_tokens,
+    pin_source,
+    resolve_module,
+)
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+    from ..checks import Check
+
+#: a sign slower than this shows "touch your security key" (hardware slots only)
+TOUCH_DELAY = 0.6
+YUBICO_ATTESTATION_OID_PREFIX = "1.3.6.1.4.1.41482.3."
+_CURVE_OIDS = {
+    bytes.fromhex("06082a8648ce3d030107"): "secp256r1",
+    bytes.fromhex("06052b81040022"): "secp384r1",
+    bytes.fromhex("06052b81040023"): "secp521r1",
+}
+KEY_TYPES = {
+    "rsa2048": ("rsa", 2048),
+    "rsa3072": ("rsa", 3072),
+    "ec-p256": ("ec", "secp256r1"),
+    "ec-p384": ("ec", "secp384r1"),
+}
 
 
-def load(opts: IdentityOptions) -> Signer:
-    raise NotSupportedError(
-        "PKCS#11 keys (pkcs11: URIs) are not yet supported by this version",
-        hint="use a PEM key file for now",
+# ---------------------------------------------------------------- what the user named
+
+
+@dataclass(frozen=True)
+class Request:
+    """The certificate and key URIs after applying the reference's defaults."""
+
+    cert_uri: Pkcs11Uri | None  # None: the certificate comes from a file
+    key_uri: Pkcs11Uri
+    key_explicit: bool  # the key URI names the key itself (separate --private-key)
+
+
+def _parse(value: str, flag: str) -> Pkcs11Uri:
+    from ..pkcs11_uri import UriError
+
+    try:
+        return parse_uri(value)
+    except UriError as e:
+        raise UriError(f"{flag}: {e.message}", hint=e.hint) from None
+
+
+def _request(opts: IdentityOptions) -> Request:
+    if opts.pkcs11_uri:
+        if is_pkcs11_uri(opts.certificate) or is_pkcs11_uri(opts.private_key):
+            raise UsageError("--pkcs11-uri replaces --certificate pkcs11:… and --private-key pkcs11:…; give one way")
+        uri = _parse(opts.pkcs11_uri, "--pkcs11-uri")
+        if opts.certificate:  # a certificate file and the key on the token
+            return Request(None, uri, True)
+        return Request(uri, uri, False)
+    cert = _parse(str(opts.certificate), "--certificate") if is_pkcs11_uri(opts.certificate) else None
+    if is_pkcs11_uri(opts.private_key):
+        assert opts.private_key
+        return Request(cert, _parse(opts.private_key, "--private-key"), True)
+    if cert is None:
+        raise UsageError("no pkcs11: URI given", hint="use --pkcs11-uri or --certificate pkcs11:…")
+    if opts.private_key:
+        raise UsageError(
+            "--certificate is a pkcs11: URI but --private-key is a file", hint="put both on the token, or both in files"
+        )
+    return Request(cert, cert, False)
+
+
+def _uris(req: Request) -> list[Pkcs11Uri]:
+    return [u for u in (req.key_uri, req.cert_uri) if u is not None]
+
+
+def _open_tokens(
+    opts_lib: str | None, uris: list[Pkcs11Uri], first: Pkcs11Uri, *, rw: bool = False
+) -> list[TokenSession]:
+    module = resolve_module(opts_lib, uris)
+    lib = load_library(module)
+    tokens = matching_tokens(lib, first)
+    if not tokens:
+        raise BackendError(
+            f"no token matches {first} in PKCS#11 module {module} (present: {describe_tokens(lib)})",
+            hint="check token=/serial= in the URI and that the token is inserted",
+        )
+    return [TokenSession(module, lib, t, pin_source(uris, f"token {t.label.strip()!r}"), rw=rw) for t in tokens]
+
+
+def _close_all(sessions: Sequence[TokenSession], keep: TokenSession | None = None) -> None:
+    for ts in sessions:
+        if ts is not keep:
+            ts.close()
+
+
+# ---------------------------------------------------------------- objects on the token
+
+
+@dataclass(frozen=True)
+class CertObject:
+    ts: TokenSession
+    label: str
+    id: bytes
+    cert: x509.Certificate
+
+    def uri(self) -> Pkcs11Uri:
+        return Pkcs11Uri(
+            token=self.ts.id.label,
+            serial=self.ts.id.serial or None,
+            object=self.label or None,
+            id=self.id or None,
+            type="cert",
+        )
+
+    def summary(self) -> str:
+        return (
+            f"{format_uri(self.uri())} (subject {self.cert.subject.rfc4514_string()}, "
+            f"notAfter {self.cert.not_valid_after_utc:%Y-%m-%d})"
+        )
+
+
+def _A() -> Any:
+    import pkcs11
+
+    return pkcs11.Attribute
+
+
+def _attr(obj: Any, name: str, default: Any = None) -> Any:
+    import pkcs11
+
+    try:
+        return obj[getattr(pkcs11.Attribute, name)]
+    except (pkcs11.PKCS11Error, KeyError):
+        return default
+
+
+def _template(uri: Pkcs11Uri, cls: Any) -> dict[Any, Any]:
+    A = _A()
+    t: dict[Any, Any] = {A.CLASS: cls}
+    if uri.id is not None:
+        t[A.ID] = uri.id
+    if uri.object is not None:
+        t[A.LABEL] = uri.object
+    return t
+
+
+def _certs_on(ts: TokenSession, uri: Pkcs11Uri | None) -> list[CertObject]:
+    import pkcs11
+    from cryptography import x509
+
+    A = _A()
+    template = _template(uri or Pkcs11Uri(), pkcs11.ObjectClass.CERTIFICATE)
+    template[A.CERTIFICATE_TYPE] = pkcs11.CertificateType.X_509
+    out = []
+    for obj in ts.objects(template):
+        der = _attr(obj, "VALUE", b"")
+        try:
+            cert = x509.load_der_x509_certificate(bytes(der))
+        except ValueError:
+            continue  # not parseable: not ours to use
+        out.append(CertObject(ts, str(_attr(obj, "LABEL", "") or ""), bytes(_attr(obj, "ID", b"") or b""), cert))
+    return out
+
+
+def _search_certs(sessions: Sequence[TokenSession], uri: Pkcs11Uri) -> list[CertObject]:
+    """Without login first; log in only on tokens that hide their certificates."""
+    found = [c for ts in sessions for c in _certs_on(ts, uri)]
+    if found:
+        return found
+    for ts in sessions:
+        if ts.login_required and not ts.logged_in:
+            ts.login()
+            found += _certs_on(ts, uri)
+    return found
+
+
+def is_attestation(c: CertObject) -> bool:
+    """A YubiKey PIV attestation certificate (same id as the slot's key and certificate)."""
+    if "attestation" in c.label.lower():
+        return True
+    return any(ext.oid.dotted_string.startswith(YUBICO_ATTESTATION_OID_PREFIX) for ext in c.cert.extensions)
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    from cryptography import x509 as _x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(_x509.BasicConstraints).value.ca)
+    except _x509.ExtensionNotFound:
+        return False
+
+
+def _pick_leaf(cands: list[CertObject], uri: Pkcs11Uri) -> CertObject:
+    # attestation and CA certificates share ids/tokens with the leaf; they are never the identity
+    usable = [c for c in cands if not is_attestation(c)] or cands
+    usable = [c for c in usable if not _is_ca(c.cert)] or usable
+    unique = {(c.ts.id, c.cert.fingerprint(_sha256())): c for c in usable}
+    if len(unique) == 1:
+        return next(iter(unique.values()))
+    listed = "; ".join(c.summary() for c in unique.values())
+    raise InputError(
+        f"{len(unique)} certificates match {uri}: {listed}",
+        hint="copy one URI (add token=, id= or object=)",
     )
 
 
+def _sha256() -> Any:
+    from cryptography.hazmat.primitives import hashes
+
+    return hashes.SHA256()
+
+
+def _ec_point(value: bytes) -> bytes:
+    """CKA_EC_POINT is a DER OCTET STRING in the standard; some modules give the raw point."""
+    if len(value) > 2 and value[0] == 0x04:
+        if value[1] < 0x80 and len(value) == 2 + value[1]:
+            return value[2:]
+        if value[1] == 0x81 and len(value) == 3 + value[2]:
+            return value[3:]
+    return value
+
+
+def _curve(params: bytes) -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    name = _CURVE_OIDS.get(bytes(params))
+    if name is None:
+        raise NotSupportedError("the token's EC key is on a curve Roles Anywhere does not take; use P-256 or P-384")
+    return ec.SECP256R1() if name == "secp256r1" else ec.SECP384R1() if name == "secp384r1" else ec.SECP521R1()
+
+
+def _cert_point(cert: x509.Certificate) -> bytes | None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = cert.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    return None
+
+
+def _key_public(ts: TokenSession, key: Any) -> PublicKeyTypes | None:
+    """The public key of a private key object: RSA from its modulus, EC from its public twin."""
+    import pkcs11
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    A = _A()
+    kt = _attr(key, "KEY_TYPE")
+    if kt == pkcs11.KeyType.RSA:
+        n, e = _attr(key, "MODULUS"), _attr(key, "PUBLIC_EXPONENT")
+        if n is None or e is None:
+            return None
+        return rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big")).public_key()
+    if kt == pkcs11.KeyType.EC:
+        params = _attr(key, "EC_PARAMS")
+        kid = _attr(key, "ID", b"")
+        pubs = list(ts.objects({A.CLASS: pkcs11.ObjectClass.PUBLIC_KEY, A.ID: kid})) if kid else []
+        for pub in pubs:
+            point = _attr(pub, "EC_POINT")
+            if point is not None:
+                return ec.EllipticCurvePublicKey.from_encoded_point(
+                    _curve(params or _attr(pub, "EC_PARAMS")), _ec_point(bytes(point))
+                )
+    return None
+
+
+def _check_key_type(ts: TokenSession, key: Any, what: str) -> str:
+    import pkcs11
+
+    kt = _attr(key, "KEY_TYPE")
+    if kt == pkcs11.KeyType.RSA:
+        bits = len(_attr(key, "MODULUS", b"") or b"") * 8
+        if bits and bits < 2048:
+            raise NotSupportedError(f"RSA key {what} on {ts.id.describe()} has {bits} bits; use 2048 or more")
+        return "rsa"
+    if kt == pkcs11.KeyType.EC:
+        params = _attr(key, "EC_PARAMS")
+        if params is not None:
+            _curve(params)
+        return "ec"
+    name = getattr(kt, "name", str(kt))
+    raise NotSupportedError(
+        f"private key {what} on {ts.id.describe()} is a {name} key; Roles Anywhere takes RSA or EC keys",
+        hint="use an RSA 2048+ or EC P-256/P-384 key",
+    )
+
+
+def _key_name(key: Any) -> str:
+    label = _attr(key, "LABEL", "") or ""
+    kid = bytes(_attr(key, "ID", b"") or b"")
+    return f"{label!r} (id {kid.hex() or 'none'})"
+
+
+def _find_key(ts: TokenSession, req: Request, cert: CertObject | None, cert_obj: x509.Certificate | None) -> Any:
+    import pkcs11
+
+    A = _A()
+    ts.login()
+    named = req.key_uri.id is not None or req.key_uri.object is not None
+    keys = list(ts.objects(_template(req.key_uri, pkcs11.ObjectClass.PRIVATE_KEY))) if named else []
+    if named and not keys and req.key_explicit:
+        raise InputError(
+            f"no private key matches {req.key_uri} on {ts.id.describe()}",
+            hint="list the token with pkcs11-tool -O --login and fix id=/object=",
+        )
+    if not keys:
+        if cert is not None and cert.id:
+            keys = list(ts.objects({A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY, A.ID: cert.id}))
+        if not keys and cert_obj is not None:
+            keys = _keys_by_public(ts, cert_obj)
+        if not keys and cert_obj is None and not named:
+            keys = list(ts.objects({A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY}))
+        if not keys:
+            what = f"certificate {cert_obj.subject.rfc4514_string()}" if cert_obj is not None else str(req.key_uri)
+            idtext = f" (id {cert.id.hex()})" if cert is not None and cert.id else ""
+            raise InputError(
+                f"no private key on {ts.id.describe()} for {what}{idtext}",
+                hint="the key must share the certificate's id or public key; import it or fix the URI",
+            )
+    if len(keys) > 1 and cert_obj is not None:
+        matching = [k for k in keys if _matches(ts, k, cert_obj) is not False]
+        keys = matching or keys
+    if len(keys) > 1:
+        listed = "; ".join(_key_name(k) for k in keys[:5])
+        raise InputError(
+            f"{len(keys)} private keys match on {ts.id.describe()}: {listed}", hint="add id= or object= to the URI"
+        )
+    return keys[0]
+
+
+def _matches(ts: TokenSession, key: Any, cert: x509.Certificate) -> bool | None:
+    from ..certs import public_keys_equal
+
+    pub = _key_public(ts, key)
+    return None if pub is None else public_keys_equal(pub, cert.public_key())
+
+
+def _keys_by_public(ts: TokenSession, cert: x509.Certificate) -> list[Any]:
+    """The private key(s) whose modulus or EC point equals the certificate's."""
+    import pkcs11
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    A = _A()
+    pub = cert.public_key()
+    if isinstance(pub, rsa.RSAPublicKey):
+        n = pub.public_numbers().n.to_bytes((pub.key_size + 7) // 8, "big")
+        return list(ts.objects({A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY, A.MODULUS: n}))
+    point = _cert_point(cert)
+    out = []
+    for p in ts.objects({A.CLASS: pkcs11.ObjectClass.PUBLIC_KEY, A.KEY_TYPE: pkcs11.KeyType.EC}):
+        if point is not None and _ec_point(bytes(_attr(p, "EC_POINT", b"") or b"")) == point:
+            kid = _attr(p, "ID", b"")
+            if kid:
+                out += list(ts.objects({A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY, A.ID: kid}))
+    return out
+
+
+# ---------------------------------------------------------------- signing
+
+
+class TokenKey:
+    """A private key on a token, with one logged-in session reused for every signature.
+
+    ``sign`` is thread-safe (``serve`` signs from a background thread) and re-opens the
+    session and logs in again from memory after the token was removed and put back.
+    """
+
+    def __init__(
+        self, ts: TokenSession, key: Any, kind: str, *, reuse_pin: bool, public: PublicKeyTypes | None
+    ) -> None:
+        import pkcs11
+
+        self._ts = ts
+        self._key = key
+        self._kind = kind
+        self._public = public
+        self._lock = threading.Lock()
+        A = _A()
+        self._refind: dict[Any, Any] = {A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY}
+        for name in ("ID", "LABEL"):
+            value = _attr(key, name)
+            if value not in (None, b"", ""):
+                self._refind[getattr(A, name)] = value
+        mechs = ts.mechanisms()
+        M = pkcs11.Mechanism
+        self._rsa_mech: dict[str, Any] = {}
+        if kind == "rsa":
+            for d, m in (("sha256", M.SHA256_RSA_PKCS), ("sha384", M.SHA384_RSA_PKCS), ("sha512", M.SHA512_RSA_PKCS)):
+                if m in mechs:
+                    self._rsa_mech[d] = m
+            if not self._rsa_mech and M.RSA_PKCS not in mechs:
+                raise NotSupportedError(f"{ts.id.describe()} offers neither CKM_SHA256_RSA_PKCS nor CKM_RSA_PKCS")
+        elif M.ECDSA not in mechs:
+            raise NotSupportedError(f"{ts.id.describe()} does not offer CKM_ECDSA")
+        self._ctx_pin: str | None = None
+        if _attr(key, "ALWAYS_AUTHENTICATE", False):
+            if reuse_pin and ts.pin is not None:
+                self._ctx_pin = ts.pin.reveal()
+            else:
+                from ..secret import prompt_secret
+
+                self._ctx_pin = prompt_secret(
+                    f"PIN to sign with key {_key_name(key)}: ",
+                    what=f"the signing PIN for key {_key_name(key)} (it needs a PIN for each use)",
+                    hint="pass --reuse-pin to use the token's user PIN for it",
+                ).reveal()
+        self._touch = ts.hw_slot
+        self._closed = False
+        self._ecdsa = M.ECDSA if kind == "ec" else None
+        self._rsa_raw = M.RSA_PKCS
+
+    def __repr__(self) -> str:
+        return f"TokenKey({self._ts.id.describe()}, {self._kind})"
+
+    def public_key(self) -> PublicKeyTypes:
+        if self._public is None:
+            raise NotSupportedError(
+                f"cannot read the public key of the key on {self._ts.id.describe()}",
+                hint="write its public key or certificate to the token with the same id",
+            )
+        return self._public
+
+    def _raw_sign(self, data: bytes, digest: DigestName) -> bytes:
+        # the hot path: no imports or lookups beyond what python-pkcs11 itself needs
+        if self._ecdsa is not None:
+            h = hashlib.sha256(data).digest() if digest == "sha256" else hashlib.new(digest, data).digest()
+            return ecdsa_der_from_raw(self._key.sign(h, mechanism=self._ecdsa, pin=self._ctx_pin))
+        mech = self._rsa_mech.get(digest)
+        if mech is not None:
+            return bytes(self._key.sign(data, mechanism=mech, pin=self._ctx_pin))
+        return bytes(self._key.sign(digest_info(data, digest), mechanism=self._rsa_raw, pin=self._ctx_pin))
+
+    def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
+        with self._lock:
+            if self._closed:
+                raise BackendError(f"the key on {self._ts.id.describe()} was closed")
+            timer = self._touch_timer() if self._touch else None
+            try:
+                if self._ecdsa is not None and digest == "sha256":  # the common case, inlined
+                    h = hashlib.sha256(data).digest()
+                    return ecdsa_der_from_raw(self._key.sign(h, mechanism=self._ecdsa, pin=self._ctx_pin))
+                return self._raw_sign(data, digest)
+            except Exception as e:  # noqa: BLE001 - sorted below
+                if not is_recoverable(e):
+                    raise self._error(e) from None
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            self._recover()
+            try:
+                return self._raw_sign(data, digest)
+            except Exception as e:  # noqa: BLE001
+                raise self._error(e) from None
+
+    def _touch_timer(self) -> threading.Timer:
+        from ..secret import tty_message
+
+        t = threading.Timer(TOUCH_DELAY, tty_message, args=("touch your security key",))
+        t.daemon = True
+        t.start()
+        return t
+
+    def _recover(self) -> None:
+        import pkcs11
+
+        for reinitialize in (False, True):
+            self._ts.reopen(reinitialize=reinitialize)
+            try:
+                keys = list(self._ts.objects(self._refind))
+            except pkcs11.PKCS11Error as e:
+                raise BackendError(f"{self._ts.id.describe()} failed after re-opening ({type(e).__name__})") from None
+            if len(keys) == 1:
+                self._key = keys[0]
+                return
+        raise BackendError(
+            f"{self._ts.id.describe()} is not present or no longer holds the key",
+            hint="insert the token (or restore it) and try again",
+        )
+
+    def _error(self, e: BaseException) -> BaseException:
+        import pkcs11
+
+        if isinstance(e, pkcs11.PKCS11Error):
+            return BackendError(f"{self._ts.id.describe()} refused to sign ({type(e).__name__})")
+        return e
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._ctx_pin = None
+                self._ts.close()
+
+
+class Pkcs11Signer:
+    """A ``Signer``: the certificate (token or file), its chain and the ``TokenKey``."""
+
+    def __init__(self, key: TokenKey, certificate: x509.Certificate, chain: Sequence[x509.Certificate]) -> None:
+        self._key = key
+        self.certificate = certificate
+        self.chain = tuple(chain)
+        self.algorithm = algorithm_for_key(certificate.public_key())
+        self.sign = key.sign  # type: ignore[method-assign]  # no extra call per signature
+
+    def __repr__(self) -> str:
+        return f"Pkcs11Signer({self._key!r}, {self.certificate.subject.rfc4514_string()!r})"
+
+    def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
+        return self._key.sign(data, digest)
+
+    def close(self) -> None:
+        self._key.close()
+
+
+# ---------------------------------------------------------------- public functions
+
+
+def load(opts: IdentityOptions) -> Pkcs11Signer:
+    """Find the certificate and its key on the token; log in once; check they belong together."""
+    from ..certs import (
+        chain_from_pool,
+        check_chain,
+        check_key_matches,
+        check_leaf,
+        load_certificate_file,
+        load_intermediates,
+    )
+
+    req = _request(opts)
+    file_cert = load_certificate_file(opts.certificate)[0] if req.cert_uri is None and opts.certificate else None
+    sessions = _open_tokens(opts.pkcs11_lib, _uris(req), req.cert_uri or req.key_uri)
+    chosen: TokenSession | None = None
+    try:
+        cert_obj: CertObject | None = None
+        if req.cert_uri is not None:
+            cands = _search_certs(sessions, req.cert_uri)
+            if not cands:
+                raise _no_certificate(sessions, req)
+            cert_obj = _pick_leaf(cands, req.cert_uri)
+            leaf = cert_obj.cert
+            chosen = cert_obj.ts
+        else:
+            assert file_cert is not None
+            leaf = file_cert
+            chosen = _token_for_key(sessions, req.key_uri, leaf)
+        check_leaf(leaf)
+        key = _find_key(chosen, req, cert_obj, leaf)
+        kind = _check_key_type(chosen, key, _key_name(key))
+        public = _key_public(chosen, key)
+        if public is not None:
+            check_key_matches(leaf, public, f"{_key_name(key)} on {chosen.id.describe()}")
+        if opts.intermediates:
+            chain = load_intermediates(opts.intermediates)
+        else:
+            chain = chain_from_pool(leaf, [c.cert for c in _certs_on(chosen, None)])
+        check_chain(leaf, chain)
+        token_key = TokenKey(chosen, key, kind, reuse_pin=opts.reuse_pin, public=public or leaf.public_key())
+    except BaseException:
+        _close_all(sessions)
+        raise
+    _close_all(sessions, keep=chosen)
+    return Pkcs11Signer(token_key, leaf, chain)
+
+
+def _no_certificate(sessions: Sequence[TokenSession], req: Request) -> InputError:
+    """No certificate: say whether a key by that name exists, so "key without certificate" is clear."""
+    import pkcs11
+
+    assert req.cert_uri is not None
+    for ts in sessions:
+        try:
+            keys = list(ts.objects(_template(req.cert_uri, pkcs11.ObjectClass.PRIVATE_KEY)))
+            keys += list(ts.objects(_template(req.cert_uri, pkcs11.ObjectClass.PUBLIC_KEY)))
+        except pkcs11.PKCS11Error:
+            keys = []
+        if keys and (req.cert_uri.id is not None or req.cert_uri.object is not None):
+            return InputError(
+                f"{ts.id.describe()} has a key matching {req.cert_uri} but no certificate for it",
+                hint="write the certificate to the token with the key's id, or pass --certificate FILE",
+            )
+    where = ", ".join(ts.id.describe() for ts in sessions)
+    return InputError(f"no certificate matches {req.cert_uri} on {where}", hint="list them with read-certificate-data")
+
+
+def _token_for_key(sessions: list[TokenSession], uri: Pkcs11Uri, cert: x509.Certificate) -> TokenSession:
+    if len(sessions) == 1:
+        return sessions[0]
+    import pkcs11
+
+    A = _A()
+    point = _cert_point(cert)
+    for ts in sessions:  # public objects first: no PIN needed to find the right token
+        for p in ts.objects(_template(uri, pkcs11.ObjectClass.PUBLIC_KEY)):
+            if point is not None and _ec_point(bytes(_attr(p, "EC_POINT", b"") or b"")) == point:
+                return ts
+            n = _attr(p, A.MODULUS.name)
+            if n is not None and point is None and int.from_bytes(n, "big") == cert.public_key().public_numbers().n:  # type: ignore[union-attr]
+                return ts
+    raise InputError(
+        f"{len(sessions)} tokens match {uri}: {', '.join(ts.id.describe() for ts in sessions)}",
+        hint="add token= or serial= to the URI",
+    )
+
+
+def open_key(opts: IdentityOptions) -> TokenKey:
+    """The key alone (for ``csr``): the URI's id/label, else the only private key on the token."""
+    if opts.pkcs11_uri:
+        uri = _parse(opts.pkcs11_uri, "--pkcs11-uri")
+    elif is_pkcs11_uri(opts.private_key):
+        uri = _parse(str(opts.private_key), "--private-key")
+    elif is_pkcs11_uri(opts.certificate):
+        uri = _parse(str(opts.certificate), "--certificate")
+    else:
+        raise UsageError("no pkcs11: URI given", hint="use --pkcs11-uri")
+    sessions = _open_tokens(opts.pkcs11_lib, [uri], uri)
+    if len(sessions) > 1:
+        _close_all(sessions)
+        raise InputError(
+            f"{len(sessions)} tokens match {uri}: {', '.join(ts.id.describe() for ts in sessions)}",
+            hint="add token= or serial= to the URI",
+        )
+    ts = sessions[0]
+    try:
+        req = Request(None, uri, True)
+        key = _find_key(ts, req, None, None)
+        kind = _check_key_type(ts, key, _key_name(key))
+        public = _key_public(ts, key)
+        if public is None:
+            kid = bytes(_attr(key, "ID", b"") or b"")
+            certs = [c for c in _certs_on(ts, Pkcs11Uri(id=kid))] if kid else []
+            public = certs[0].cert.public_key() if certs else None
+        return TokenKey(ts, key, kind, reuse_pin=opts.reuse_pin, public=public)
+    except BaseException:
+        ts.close()
+        raise
+
+
 def list_certificates(uri: str, module: str | None) -> list[dict[str, object]]:
-    raise NotSupportedError("PKCS#11 URIs are not yet supported by this version")
+    """Every certificate matching ``uri`` with its full URI and details (read-certificate-data)."""
+    from ..commands.read_certificate_data import certificate_data
+
+    parsed = _parse(uri, "--pkcs11-uri" if not uri else "URI")
+    sessions = _open_tokens(module, [parsed], parsed)
+    try:
+        cands = _search_certs(sessions, parsed.replace(type=None))
+        out: list[dict[str, object]] = []
+        for c in cands:
+            entry: dict[str, object] = {"uri": format_uri(c.uri()), "label": c.label, "id": c.id.hex()}
+            entry.update(certificate_data(c.cert))
+            if is_attestation(c):
+                entry["attestation"] = True
+            out.append(entry)
+        return out
+    finally:
+        _close_all(sessions)
+
+
+def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
+    """Make a key pair on the token: sensitive, never extractable, persistent. Refuses to overwrite."""
+    import os
+
+    import pkcs11
+    from pkcs11.util.ec import encode_named_curve_parameters
+
+    if key_type not in KEY_TYPES:
+        raise UsageError(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}")
+    if not opts.pkcs11_uri:
+        raise UsageError("--pkcs11-uri is required to make a key on a token")
+    uri = _parse(opts.pkcs11_uri, "--pkcs11-uri")
+    if uri.id is None and uri.object is None:
+        raise UsageError("--pkcs11-uri must name the new key with object= and/or id=")
+    sessions = _open_tokens(opts.pkcs11_lib, [uri], uri, rw=True)
+    try:
+        if len(sessions) > 1:
+            raise InputError(
+                f"{len(sessions)} tokens match {uri}: {', '.join(ts.id.describe() for ts in sessions)}",
+                hint="add token= or serial= to the URI",
+            )
+        ts = sessions[0]
+        ts.login()
+        A = _A()
+        for name, value in (("id", uri.id), ("object", uri.object)):
+            if value is None:
+                continue
+            attr = A.ID if name == "id" else A.LABEL
+            if list(ts.objects({attr: value})):
+                shown = value.hex() if isinstance(value, bytes) else repr(value)
+                raise InputError(
+                    f"{ts.id.describe()} already has an object with {name} {shown}",
+                    hint="choose another id=/object=, or delete the old one first",
+                )
+        kid = uri.id if uri.id is not None else os.urandom(8)
+        label = uri.object if uri.object is not None else kid.hex()
+        private = {A.TOKEN: True, A.PRIVATE: True, A.SENSITIVE: True, A.EXTRACTABLE: False, A.SIGN: True}
+        public = {A.TOKEN: True, A.VERIFY: True}
+        family, size = KEY_TYPES[key_type]
+        try:
+            if family == "rsa":
+                pub, _ = ts.session.generate_keypair(
+                    pkcs11.KeyType.RSA,
+                    size,
+                    id=kid,
+                    label=label,
+                    store=True,
+                    public_template=public,
+                    private_template=private,
+                )
+            else:
+                oid = {"secp256r1": "1.2.840.10045.3.1.7", "secp384r1": "1.3.132.0.34"}[str(size)]
+                params = ts.session.create_domain_parameters(
+                    pkcs11.KeyType.EC, {A.EC_PARAMS: encode_named_curve_parameters(oid)}, local=True
+                )
+                pub, _ = params.generate_keypair(
+                    id=kid, label=label, store=True, public_template=public, private_template=private
+                )
+        except pkcs11.PKCS11Error as e:
+            raise BackendError(f"{ts.id.describe()} could not make a {key_type} key ({type(e).__name__})") from None
+        return _public_from_object(pub)
+    finally:
+        _close_all(sessions)
+
+
+def _public_from_object(pub: Any) -> PublicKeyTypes:
+    import pkcs11
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if _attr(pub, "KEY_TYPE") == pkcs11.KeyType.RSA:
+        n, e = _attr(pub, "MODULUS"), _attr(pub, "PUBLIC_EXPONENT")
+        return rsa.RSAPublicNumbers(int.from_bytes(e, "big"), int.from_bytes(n, "big")).public_key()
+    return ec.EllipticCurvePublicKey.from_encoded_point(
+        _curve(_attr(pub, "EC_PARAMS")), _ec_point(bytes(_attr(pub, "EC_POINT")))
+    )
+
+
+def health(opts: IdentityOptions) -> list[Check]:
+    """For ``doctor``: the module loads, a token matches, and it signs with our mechanisms. No PIN."""
+    import pkcs11
+
+    from ..checks import Check
+    from ..errors import SignerError
+
+    checks: list[Check] = []
+    try:
+        req = _request(opts)
+        uris = _uris(req)
+        module = resolve_module(opts.pkcs11_lib, uris)
+        lib = load_library(module)
+    except SignerError as e:
+        return [Check("PKCS#11 module", "fail", e.diagnostics())]
+    checks.append(Check("PKCS#11 module", "pass", f"{module} ({lib.manufacturer_id.strip()})"))
+    first = req.cert_uri or req.key_uri
+    try:
+        tokens = matching_tokens(lib, first)
+    except SignerError as e:
+        return [*checks, Check("PKCS#11 token", "fail", e.diagnostics())]
+    if not tokens:
+        checks.append(Check("PKCS#11 token", "fail", f"no token matches {first} (present: {describe_tokens(lib)})"))
+        return checks
+    names = ", ".join(f"{t.label.strip()!r}" for t in tokens)
+    checks.append(Check("PKCS#11 token", "pass" if len(tokens) == 1 else "warn", f"{len(tokens)} matching: {names}"))
+    try:
+        mechs = set(tokens[0].slot.get_mechanisms())
+    except pkcs11.PKCS11Error as e:
+        checks.append(Check("PKCS#11 mechanisms", "fail", f"cannot list mechanisms ({type(e).__name__})"))
+        return checks
+    M = pkcs11.Mechanism
+    have = [m.name for m in (M.SHA256_RSA_PKCS, M.RSA_PKCS, M.ECDSA) if m in mechs]
+    status: Literal["pass", "fail"] = "pass" if have else "fail"
+    checks.append(Check("PKCS#11 mechanisms", status, ", ".join(f"CKM_{h}" for h in have) or "no RSA/ECDSA signing"))
+    return checks
