@@ -5,12 +5,13 @@ The public surface is small and imported lazily so that ``import rolesanywhere_s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._version import __version__
 
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs milliseconds on every start-up
 if TYPE_CHECKING:
-    from .api import fetch_credentials
+    from typing import Any
+
+    from .api import boto3_session, fetch_credentials, get_credentials
     from .credentials import Credentials
     from .errors import SignerError
     from .options import IdentityOptions, RequestOptions
@@ -23,7 +24,9 @@ __all__ = [
     "Signer",
     "SignerError",
     "__version__",
+    "boto3_session",
     "fetch_credentials",
+    "get_credentials",
 ]
 
 _LAZY = {
@@ -33,6 +36,8 @@ _LAZY = {
     "Signer": ".signer",
     "SignerError": ".errors",
     "fetch_credentials": ".api",
+    "get_credentials": ".api",
+    "boto3_session": ".api",
 }
 
 

@@ -12,7 +12,7 @@ from .options import MAX_DURATION, MIN_DURATION, RequestOptions
 from .protocol import SessionRequest
 
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)  # AWS allows ASCII only
 _PARTITION_DOMAINS = {"aws": "amazonaws.com", "aws-cn": "amazonaws.com.cn", "aws-us-gov": "amazonaws.com"}
 
 
@@ -27,6 +27,13 @@ class Arn:
 
 def parse_arn(value: str, flag: str, service: str, resource_type: str) -> Arn:
     """Parse ``arn:partition:service:region:account:type/id`` and check service and type."""
+    if not value.isprintable() or any(c.isspace() for c in value):
+        # control characters, line breaks or undecodable argv bytes (surrogates) would otherwise
+        # crash the URI encoder or be sent to AWS
+        raise InputError(
+            f"{flag} {value!r} contains spaces or unprintable characters",
+            hint="copy the ARN again from the IAM Roles Anywhere console",
+        )
     parts = value.split(":", 5)
     if len(parts) != 6 or parts[0] != "arn" or not all(parts[1:3]) or not parts[5]:
         raise InputError(

@@ -7,7 +7,6 @@ command modules import only argparse-level code at registration, so start-up sta
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -28,14 +27,15 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class _Formatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        if record.levelno >= logging.WARNING:
-            return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
-        return f"{PROG}: {record.levelname.lower()}: [{record.name.rsplit('.', 1)[-1]}] {record.getMessage()}"
-
-
 def setup_logging(debug: bool) -> None:
+    import logging  # imported here: a --cache hit (cache.fast_hit) returns before any logging
+
+    class _Formatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            if record.levelno >= logging.WARNING:
+                return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+            return f"{PROG}: {record.levelname.lower()}: [{record.name.rsplit('.', 1)[-1]}] {record.getMessage()}"
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
     root = logging.getLogger("rolesanywhere_signer")
@@ -60,6 +60,17 @@ def build_parser(only: str | None = None) -> object:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["credential-process"] and "--cache" in args_list:
+        from .cache import fast_hit  # stdlib-only: a cache hit costs about a bare interpreter
+
+        try:
+            text = fast_hit(args_list)
+        except Exception:  # noqa: BLE001 - the full path below reports any real problem properly
+            text = None
+        if text is not None:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+            return 0
     debug = "--debug" in args_list
     setup_logging(debug)
     from .errors import SignerError

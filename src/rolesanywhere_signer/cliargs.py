@@ -83,12 +83,13 @@ def _refuse_store_flags(args: argparse.Namespace) -> None:
             )
 
 
-def request_parent() -> argparse.ArgumentParser:
+def request_parent(*, required: bool = True) -> argparse.ArgumentParser:
+    """``required=False`` (doctor) makes the three ARNs optional."""
     p = Parser(add_help=False)
     g = p.add_argument_group("CreateSession request")
-    g.add_argument("--trust-anchor-arn", metavar="ARN", required=True)
-    g.add_argument("--profile-arn", metavar="ARN", required=True)
-    g.add_argument("--role-arn", metavar="ARN", required=True)
+    g.add_argument("--trust-anchor-arn", metavar="ARN", required=required)
+    g.add_argument("--profile-arn", metavar="ARN", required=required)
+    g.add_argument("--role-arn", metavar="ARN", required=required)
     g.add_argument(
         "--session-duration",
         metavar="SECONDS",

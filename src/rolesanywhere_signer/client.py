@@ -66,9 +66,9 @@ def create_session(
     policy = retry or RetryPolicy()
     own_transport = transport is None
     if transport is None:
-        from .transport import RequestsTransport
+        from .transport import DefaultTransport
 
-        transport = RequestsTransport(opts.verify, timeout=timeout)
+        transport = DefaultTransport(opts.verify, timeout=timeout)
     rng = random.Random()
     start = policy.monotonic()
     last: EndpointError | None = None

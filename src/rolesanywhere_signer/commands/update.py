@@ -1,18 +1,71 @@
-"""`update`: not yet implemented (see its issue)."""
+"""``update``: keep a profile in the shared credentials file fresh (or write it ``--once``)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from ..cliargs import debug_parent, identity_parent, request_parent
+
 
 def register(sub: Any, name: str) -> None:
-    p = sub.add_parser(name, help="(not yet implemented)", add_help=True)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p = sub.add_parser(
+        name,
+        parents=[identity_parent(), request_parent(), debug_parent()],
+        help="write temporary credentials into the AWS shared credentials file and keep them fresh",
+        description="Write credentials into AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials), changing "
+        "only the three credential keys of --profile, and refresh them ahead of expiry.",
+    )
+    p.add_argument("--profile", default="default", help="profile to write (default %(default)s)")
+    p.add_argument("--once", action="store_true", help="write once and exit instead of running in a loop")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import NotSupportedError
+    import logging
+    import threading
 
-    raise NotSupportedError("the update command is not yet implemented in this version")
+    from ..arn import validate_request
+    from ..cliargs import identity_from_args, request_from_args
+    from ..credfile import check_profile_name, credentials_path, locked, prepare_directory, resolve_target
+    from ..credfile import write_credentials as write
+    from ..errors import SignerError
+    from ..refresher import MAX_SLEEP, Refresher, handle_signals
+
+    log = logging.getLogger("rolesanywhere_signer.update")
+    profile = check_profile_name(args.profile)
+    identity = identity_from_args(args)
+    request = request_from_args(args)
+    validate_request(request)
+    path = credentials_path()
+    target = resolve_target(path)
+    prepare_directory(target.directory)  # an unusable directory fails before any PIN prompt
+    with locked(target, timeout=1.0):
+        pass
+    refresher = Refresher(identity, request, timeout=args.timeout)
+    stop = threading.Event()
+    try:
+        creds = refresher.refresh()  # the first CreateSession must work: bad settings end here
+        written_path = write(path, profile, creds)
+        written = refresher.generation
+        log.info("wrote profile %s in %s, valid until %s", profile, written_path, creds.expiration_text())
+        if args.once:
+            return 0
+        handle_signals(stop, refresher)
+        while not stop.is_set():
+            # tick() compares wall-clock expiry, so a suspend/resume is caught on the next wake-up
+            delay = refresher.tick()
+            if refresher.generation != written:
+                current = refresher.current()
+                if current is not None:
+                    try:
+                        write(path, profile, current)
+                        written = refresher.generation
+                        log.info("wrote profile %s, valid until %s", profile, current.expiration_text())
+                    except SignerError as e:
+                        log.warning("writing %s failed (will retry): %s", path, e.diagnostics())
+                        delay = min(delay, 10.0)
+            refresher.sleep(max(0.05, min(delay, MAX_SLEEP)))
+    finally:
+        refresher.close()
+    return 0

@@ -1,0 +1,364 @@
+"""`make bench`: every scenario of issue 7 against its baseline, in one run, as one table.
+
+    python benchmarks/run.py [--smoke] [--only 1,3,...] [--out docs/performance.md]
+
+Prints the table and rewrites the generated part of ``docs/performance.md`` (between the
+``bench:begin``/``bench:end`` markers; the hand-written analysis around them is kept). ``--smoke``
+runs one or two cheap scenarios twice, to check the harness, and measures nothing worth quoting.
+These are benchmarks, not tests: missed targets are reported, never raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from fixtures import ARN_ARGS, CLI, PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN, Bench  # noqa: E402
+from report import Row, machine, markdown_table, notes_text, text_table  # noqa: E402
+from timing import Command, RunError, Sample, measure  # noqa: E402
+
+PY = sys.executable
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+@dataclass
+class Ctx:
+    bench: Bench
+    smoke: bool
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: results other scenarios reuse (scenario 2 and 6 build on scenario 1)
+    samples: dict[str, Sample] = field(default_factory=dict)
+    commands: dict[str, Command] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> int:
+        return 2 if self.smoke else 25
+
+    @property
+    def warmup(self) -> int:
+        return 1 if self.smoke else 3
+
+
+def is_credentials(out: bytes) -> bool:
+    try:
+        doc = json.loads(out)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and str(doc.get("AccessKeyId", "")).startswith("ASIA")
+
+
+def ms(s: Sample) -> dict[str, float]:
+    return {"median": s.median * 1e3, "min": s.min * 1e3, "max": s.max * 1e3}
+
+
+def ours_command(ctx: Ctx, name: str, identity: list[str], *extra: str) -> Command:
+    argv = [CLI, "credential-process", *identity, "--endpoint", ctx.bench.endpoint(), *ARN_ARGS, *extra]
+    return Command(name, argv, ctx.bench.env(), is_credentials)
+
+
+# --- scenario 1 (and the peak-RSS half of 6) -------------------------------------------------------
+
+
+def scenario_1(ctx: Ctx) -> None:
+    b = ctx.bench
+    url = b.endpoint()
+    host = url.removeprefix("https://")
+    commands = [
+        Command("python -c pass", [PY, "-c", "pass"], b.env()),
+        Command("import floor", [PY, "-c", "from cryptography import x509; import requests"], b.env()),
+        ours_command(ctx, "ours PEM", b.pem_args()),
+    ]
+    if not ctx.smoke:
+        peer = [
+            PY,
+            str(HERE / "peer_fetch.py"),
+            str(b.leaf_cert_path),
+            str(b.leaf_key_path),
+            host,
+            TRUST_ANCHOR_ARN,
+            PROFILE_ARN,
+            ROLE_ARN,
+        ]
+        commands.append(Command("peer", peer, b.env(), is_credentials))
+    before = b.endpoint_stats(url)["sessions_created"]
+    ctx.commands.update((c.name, c) for c in commands)
+    s = measure(commands, runs=ctx.runs, warmup=ctx.warmup)
+    created = b.endpoint_stats(url)["sessions_created"] - before
+    ctx.samples.update(s)
+    ours, floor, bare = s["ours PEM"], s["import floor"], s["python -c pass"]
+    ctx.rows += [
+        Row("1 python -c pass", **ms(bare)),
+        Row(
+            "1 import floor (x509 + requests)",
+            **ms(floor),
+            baseline="python -c pass",
+            baseline_median=bare.median * 1e3,
+        ),
+    ]
+    if "peer" in s:
+        peer_s = s["peer"]
+        ctx.rows += [
+            Row("1 peer iam-rolesanywhere-session, cold fetch", **ms(peer_s)),
+            Row(
+                "1 credential-process PEM EC, cold, TLS",
+                **ms(ours),
+                baseline="peer",
+                baseline_median=peer_s.median * 1e3,
+                target=0.6,
+            ),
+        ]
+    ctx.rows.append(
+        Row(
+            "1 credential-process PEM EC, cold, TLS",
+            **ms(ours),
+            baseline="import floor",
+            baseline_median=floor.median * 1e3,
+            target=1.3,
+        )
+    )
+    ctx.notes.append(
+        f"Scenario 1: {len(commands)} commands × {ctx.runs} interleaved runs after {ctx.warmup} warm-up each; "
+        f"the endpoint verified and answered {created} CreateSession calls "
+        "(every run of ours and of the peer is checked to print credentials)."
+    )
+
+
+def scenario_6_peak(ctx: Ctx) -> None:
+    from timing import peak_rss_kib
+
+    if "ours PEM" not in ctx.commands:
+        scenario_1(ctx)
+    runs = 2 if ctx.smoke else 5
+    names = [n for n in ("python -c pass", "ours PEM", "peer") if n in ctx.commands]
+    try:
+        rss = {n: peak_rss_kib(ctx.commands[n], runs) for n in names}
+    except RunError as e:
+        ctx.rows.append(Row("6 credential-process peak RSS", "MiB", note=f"not available: {e}"))
+        return
+    base = statistics.median(rss["python -c pass"]) / 1024
+    for n, label in (("ours PEM", "6 credential-process peak RSS"), ("peer", "6 peer cold fetch peak RSS")):
+        if n in rss:
+            v = [x / 1024 for x in rss[n]]
+            ctx.rows.append(
+                Row(
+                    label,
+                    "MiB",
+                    median=statistics.median(v),
+                    min=min(v),
+                    max=max(v),
+                    baseline="python -c pass",
+                    baseline_median=base,
+                )
+            )
+    ctx.notes.append(f"Scenario 6: peak RSS by GNU time (%M), {runs} runs each.")
+
+
+# --- scenario 2: hardware-held keys ---------------------------------------------------------------
+
+
+def scenario_2(ctx: Ctx) -> None:
+    import hardware
+
+    if "ours PEM" not in ctx.samples:
+        scenario_1(ctx)
+    pem = ctx.samples["ours PEM"]
+    for label, setup in (("SoftHSM2 (PKCS#11)", hardware.softhsm_identity), ("swtpm (TPM 2.0)", hardware.tpm_identity)):
+        name = f"2 credential-process {label}, cold, TLS"
+        try:
+            identity, extra_env = setup(ctx.bench)
+        except hardware.Unavailable as e:
+            ctx.rows.append(Row(name, note=f"not available: {e}"))
+            continue
+        cmd = ours_command(ctx, name, identity)
+        cmd = Command(cmd.name, cmd.argv, {**ctx.bench.env(), **extra_env}, cmd.check)
+        try:
+            s = measure([cmd], runs=ctx.runs, warmup=ctx.warmup)[name]
+        except Exception as e:
+            ctx.rows.append(Row(name, note=f"not available: {str(e)[:120]}"))
+            continue
+        ctx.rows.append(Row(name, **ms(s), baseline="PEM (scenario 1)", baseline_median=pem.median * 1e3))
+        ctx.notes.append(
+            f"Scenario 2, {label}: extra cost of the hardware path "
+            f"{(s.median - pem.median) * 1e3:+.1f} ms per cold run (median vs PEM)."
+        )
+
+
+# --- scenario 3: cache hit ------------------------------------------------------------------------
+
+
+def scenario_3(ctx: Ctx) -> None:
+    b = ctx.bench
+    cmd = ours_command(ctx, "ours --cache hit", b.pem_args(), "--cache")
+    url = b.endpoint()
+    from timing import run_once
+
+    run_once(cmd)  # fills the cache
+    before = b.endpoint_stats(url)["sessions_created"]
+    s = measure(
+        [cmd, Command("python -c import json", [PY, "-c", "import json"], b.env())], runs=ctx.runs, warmup=ctx.warmup
+    )
+    calls = b.endpoint_stats(url)["sessions_created"] - before
+    hit, base = s["ours --cache hit"], s["python -c import json"]
+    ctx.rows.append(
+        Row(
+            "3 credential-process --cache hit",
+            **ms(hit),
+            baseline="python -c 'import json'",
+            baseline_median=base.median * 1e3,
+            target=1.5,
+        )
+    )
+    ctx.notes.append(f"Scenario 3: {calls} CreateSession calls during the cache-hit runs (0 expected).")
+
+
+# --- scenario 4: in-process sign() overhead (pytest-benchmark) -----------------------------------
+
+
+def scenario_4(ctx: Ctx) -> None:
+    import subprocess
+
+    out = ctx.bench.base / "sign-bench.json"
+    argv = [
+        PY,
+        "-m",
+        "pytest",
+        str(HERE / "bench_sign.py"),
+        "-q",
+        "-rs",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "python_files=bench_*.py",
+        "-o",
+        "addopts=",
+        "--rootdir",
+        str(HERE),
+        f"--benchmark-json={out}",
+        "--benchmark-warmup=on",
+        "--benchmark-disable-gc",
+    ]
+    if ctx.smoke:
+        argv += ["--benchmark-min-rounds=2", "--benchmark-max-time=0.05", "-k", "pem"]
+    else:
+        argv += ["--benchmark-min-rounds=2000", "--benchmark-max-time=2"]
+    env = ctx.bench.env(BENCH_BASE=str(ctx.bench.base))
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    if not out.exists():
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+        ctx.rows.append(Row("4 sign() overhead", note=f"not available: {' / '.join(tail)[:160]}"))
+        return
+    doc = json.loads(out.read_text())
+    stats = {bm["name"].split("[")[-1].rstrip("]"): bm["stats"] for bm in doc["benchmarks"]}
+    skipped = [line for line in proc.stdout.splitlines() if "SKIPPED" in line]
+    labels = {
+        "pem": "PEM EC P-256 vs cryptography",
+        "pkcs11": "PKCS#11 (SoftHSM2) vs python-pkcs11",
+        "tpm": "TPM (swtpm) vs tpm2-pytss",
+    }
+    for key, label in labels.items():
+        ours, raw = stats.get(f"ours-{key}"), stats.get(f"raw-{key}")
+        name = f"4 sign() {label}"
+        if ours is None or raw is None:
+            why = next((s.split("SKIPPED", 1)[-1] for s in skipped if key in s), "")
+            ctx.rows.append(Row(name, "µs", note=f"not available{': ' + why.strip(' []:') if why else ''}"[:160]))
+            continue
+        ctx.rows.append(
+            Row(
+                name,
+                "µs",
+                median=ours["median"] * 1e6,
+                min=ours["min"] * 1e6,
+                max=ours["max"] * 1e6,
+                baseline="raw call",
+                baseline_median=raw["median"] * 1e6,
+                target=1.15,
+            )
+        )
+    rounds = ", ".join(f"{k} {v['rounds']}" for k, v in sorted(stats.items()))
+    ctx.notes.append(
+        f"Scenario 4: pytest-benchmark, GC off, warm-up on; max is the single slowest round (rounds: {rounds})."
+    )
+
+
+# --- scenario 5 and the RSS half of 6: serve under load -----------------------------------------
+
+
+def scenario_5(ctx: Ctx) -> None:
+    import serve_load
+
+    serve_load.run(ctx)
+
+
+SCENARIOS: dict[str, Callable[[Ctx], None]] = {
+    "1": scenario_1,
+    "2": scenario_2,
+    "3": scenario_3,
+    "4": scenario_4,
+    "5": scenario_5,
+    "6": scenario_6_peak,
+}
+
+
+def write_markdown(path: Path, body: str) -> None:
+    generated = f"{BEGIN}\n{body}\n{END}"
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + generated + tail
+    else:
+        text = "# Performance\n\nWritten by `make bench` (benchmarks/run.py).\n\n" + generated + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="2 runs of scenarios 1 and 4 (PEM only): checks the harness")
+    ap.add_argument("--only", help="comma-separated scenario numbers (default: all)")
+    ap.add_argument("--out", type=Path, default=HERE.parent / "docs" / "performance.md")
+    args = ap.parse_args(argv)
+    chosen = args.only.split(",") if args.only else (["1", "6", "4"] if args.smoke else list(SCENARIOS))
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="rolesanywhere-bench-") as tmp:
+        ctx = Ctx(Bench(Path(tmp)), args.smoke)
+        try:
+            for key in chosen:
+                try:
+                    SCENARIOS[key](ctx)
+                except Exception as e:
+                    traceback.print_exc(file=sys.stderr)
+                    ctx.rows.append(Row(f"{key} (scenario failed)", note=f"error: {type(e).__name__}: {e}"[:160]))
+        finally:
+            ctx.bench.close()
+    elapsed = time.monotonic() - started
+    table = text_table(ctx.rows)
+    print(table)
+    mode = "SMOKE RUN (harness check, numbers not meaningful)" if args.smoke else "full run"
+    body = "\n\n".join(
+        [
+            f"## Latest run ({mode}, {elapsed:.0f} s)",
+            machine(),
+            markdown_table(ctx.rows),
+            "Notes from this run:\n\n" + notes_text(ctx.notes) if ctx.notes else "",
+        ]
+    )
+    write_markdown(args.out, body)
+    print(f"\nwritten to {args.out} ({elapsed:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

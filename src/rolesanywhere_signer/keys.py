@@ -1,0 +1,165 @@
+"""Keys without certificates: open, generate and health-check through whichever backend holds them.
+
+The backend is chosen as for signing (``backends.backend_name``); each backend module offers
+``open_key``, ``generate_key`` and ``health``. A backend that does not offer one yet is reported
+as "not supported" instead of failing with an AttributeError.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError, NotSupportedError, SecretError
+from .options import IdentityOptions
+from .secret import Secret
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
+    from .checks import Check
+    from .signer import KeyHandle
+
+KEY_TYPES = ("rsa2048", "rsa3072", "ec-p256", "ec-p384")
+_BACKEND_TITLES = {"pem": "key files", "pkcs11": "PKCS#11", "tpm": "TPM 2.0"}
+
+
+def _backend(name: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f".backends.{name}", __package__)
+
+
+def _function(name: str, function: str) -> Any:
+    fn = getattr(_backend(name), function, None)
+    if fn is None:
+        raise NotSupportedError(f"{function.replace('_', ' ')} is not yet supported for {_BACKEND_TITLES[name]}")
+    return fn
+
+
+def open_key(opts: IdentityOptions) -> KeyHandle:
+    """Open the private key alone; the caller must ``close()`` it."""
+    from .backends import backend_name
+
+    key: KeyHandle = _function(backend_name(opts), "open_key")(opts)
+    return key
+
+
+def health(opts: IdentityOptions) -> list[Check]:
+    """The backend's own checks (module, token, mechanisms, TPM reachable); empty for key files."""
+    from .backends import backend_name
+
+    name = backend_name(opts)
+    if name == "pem":
+        return []
+    fn = getattr(_backend(name), "health", None)
+    if fn is None:
+        from .checks import Check
+
+        return [Check("backend", "warn", f"the {_BACKEND_TITLES[name]} backend has no health checks yet")]
+    checks: list[Check] = fn(opts)
+    return checks
+
+
+def generate_pkcs11(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
+    public: PublicKeyTypes = _function("pkcs11", "generate_key")(opts, key_type)
+    return public
+
+
+def generate_tpm(
+    opts: IdentityOptions, key_type: str, *, output: str | None, persistent_handle: int | None
+) -> PublicKeyTypes:
+    public: PublicKeyTypes = _function("tpm", "generate_key")(
+        opts, key_type, output=output, persistent_handle=persistent_handle
+    )
+    return public
+
+
+def new_software_key(key_type: str) -> PrivateKeyTypes:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if key_type == "ec-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "ec-p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if key_type in ("rsa2048", "rsa3072"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
+    raise InputError(f"unknown key type {key_type!r}", hint=f"use one of {', '.join(KEY_TYPES)}")
+
+
+def write_new_file(path: str, data: bytes, *, mode: int = 0o600, what: str = "key file") -> None:
+    """Create ``path`` with ``mode``; never overwrite, and leave nothing half-written behind."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    except FileExistsError:
+        raise InputError(f"{what} {path} already exists; refusing to overwrite it", hint="choose a new path") from None
+    except FileNotFoundError:
+        raise InputError(f"cannot create {what} {path}: its directory does not exist") from None
+    except NotADirectoryError:
+        raise InputError(f"cannot create {what} {path}: a part of the path is not a directory") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {path} is a directory") from None
+    except PermissionError:
+        raise InputError(f"cannot create {what} {path}: the directory is not writable by this user") from None
+    except OSError as e:
+        raise InputError(f"cannot create {what} {path}: {e.strerror or type(e).__name__}") from None
+    try:
+        os.fchmod(fd, mode)  # the umask may have narrowed it; never widen beyond ``mode``
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError as e:
+        os.close(fd)
+        os.unlink(path)
+        raise InputError(f"cannot write {what} {path}: {e.strerror or type(e).__name__}") from None
+    os.close(fd)
+
+
+def generate_pem(path: str, key_type: str, password: Secret | None) -> PublicKeyTypes:
+    """A software key in a PEM PKCS#8 file (0600), encrypted when a password is given."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = new_software_key(key_type)
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
+    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    write_new_file(path, pem)
+    return key.public_key()
+
+
+def new_password(opts: IdentityOptions, *, ask: bool, what: str) -> Secret | None:
+    """The password for a new encrypted key: flag, environment, or (when ``ask``) the terminal, twice."""
+    from .backends.pem import PASSWORD_ENV
+    from .secret import prompt_secret
+
+    if opts.pkcs8_password is not None:
+        if not opts.pkcs8_password:
+            raise SecretError("--pkcs8-password is empty")
+        return opts.pkcs8_password
+    env = os.environ.get(PASSWORD_ENV)
+    if env:
+        return Secret(env)
+    if not ask:
+        return None
+    hint = f"pass --pkcs8-password or set {PASSWORD_ENV}"
+    first = prompt_secret(f"New password for {what}: ", what=f"a password for {what}", hint=hint)
+    if not first:
+        raise SecretError(f"the password for {what} is empty")
+    again = prompt_secret(f"Repeat the password for {what}: ", what=f"a password for {what}", hint=hint)
+    if again != first:
+        raise SecretError("the two passwords differ; nothing was written")
+    return first
+
+
+def describe_public_key(public_key: PublicKeyTypes) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"RSA {public_key.key_size}"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return {"secp256r1": "EC P-256", "secp384r1": "EC P-384", "secp521r1": "EC P-521"}.get(
+            public_key.curve.name, f"EC {public_key.curve.name}"
+        )
+    return type(public_key).__name__.lstrip("_")

@@ -1,0 +1,488 @@
+"""One owner of the current credentials, for ``serve``, ``update`` and the library API.
+
+The refresher keeps the signer open between refreshes (one PIN per process for a token), calls
+CreateSession well before expiry, and never lets two callers sign at once. Readers (the IMDS
+request path) only call ``current()``, which never signs and never blocks on a refresh.
+
+Timing uses the injected wall clock, not only sleeps: after a suspend/resume the next ``tick()``
+sees the real expiry at once. Everything that waits goes through ``wait`` so tests never sleep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from .credentials import Credentials, mask_access_key
+from .errors import AuthenticationError, BackendError, SecretError, SignerError
+from .options import IdentityOptions, RequestOptions
+from .retry import RetryPolicy
+from .transport import DEFAULT_TIMEOUT
+
+if TYPE_CHECKING:
+    from .signer import Signer
+
+log = logging.getLogger("rolesanywhere_signer.refresher")
+
+Clock = Callable[[], datetime]
+#: a fetch that turns an open signer into credentials (tests may count or slow it)
+Fetch = Callable[["Signer"], Credentials]
+
+#: refresh when this fraction of the session is left (a fixed 15 minutes would mean constant
+#: refreshing with 900-second sessions and needlessly late ones with 12-hour sessions)
+REFRESH_FRACTION = 1 / 3
+#: a background loop never sleeps longer than this, so a resumed laptop notices expiry promptly
+MAX_SLEEP = 60.0
+#: certificate warnings: at this fraction of life left, then daily in the last days
+CERT_WARN_FRACTION = 0.2
+CERT_DAILY_DAYS = 7
+
+
+def _now() -> datetime:
+    from .certs import now_utc
+
+    return now_utc()
+
+
+def refresh_margin(lifetime_seconds: float) -> float:
+    """Seconds before expiry at which credentials of this lifetime should be replaced."""
+    return max(30.0, lifetime_seconds * REFRESH_FRACTION)
+
+
+def botocore_windows(lifetime_seconds: float) -> tuple[float, float]:
+    """(advisory, mandatory) refresh windows for botocore, scaled down for short sessions.
+
+    botocore's defaults (15 / 10 minutes) refresh on every call with 900-second sessions.
+    """
+    advisory = min(15 * 60.0, refresh_margin(lifetime_seconds))
+    mandatory = min(10 * 60.0, refresh_margin(lifetime_seconds) / 2)
+    return advisory, mandatory
+
+
+ATTEMPT_RETRY = RetryPolicy(attempts=2, total_seconds=10.0, base_delay=0.2, max_delay=1.0)
+
+
+@dataclass(frozen=True)
+class RefreshPolicy:
+    #: never start two CreateSession attempts closer together than this (seconds)
+    min_interval: float = 5.0
+    #: failed attempts back off from ``backoff_base`` doubling up to ``backoff_max``, jittered
+    backoff_base: float = 5.0
+    backoff_max: float = 120.0
+    #: retries inside one attempt (connection blips); the refresher's backoff handles the rest
+    attempt_retry: RetryPolicy = ATTEMPT_RETRY
+
+
+def file_fingerprint(identity: IdentityOptions) -> tuple[object, ...]:
+    """What identifies the certificate and key files on disk now (for rotation).
+
+    Stat data (inode, size, mtime) plus a hash of the bytes: a copy over the file in the same
+    second with the same size is still seen. URIs and TPM handles are not files: they stay as text.
+    """
+    parts: list[object] = []
+    for value in (identity.certificate, identity.private_key, identity.intermediates):
+        if not value or value.startswith("pkcs11:") or value.lower().startswith("handle:"):
+            parts.append(value)
+            continue
+        try:
+            st = os.stat(value)
+            with open(value, "rb") as f:
+                digest = hashlib.sha256(f.read(4 * 1024 * 1024)).hexdigest()
+            parts.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, digest))
+        except OSError as e:
+            parts.append((value, e.errno))
+    return tuple(parts)
+
+
+class Refresher:
+    """Current credentials for one identity and request, refreshed ahead of expiry."""
+
+    def __init__(
+        self,
+        identity: IdentityOptions,
+        request: RequestOptions,
+        *,
+        clock: Clock = _now,
+        wait: Callable[[float], object] | None = None,
+        policy: RefreshPolicy | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        load_signer: Callable[[IdentityOptions], Signer] | None = None,
+        fetch: Fetch | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.identity = identity
+        self.request = request
+        self._clock = clock
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        # the default wait returns early on stop() and reload(); tests pass a no-op instead
+        self._wait: Callable[[float], object] = wait or self._default_wait
+        self.policy = policy or RefreshPolicy()
+        self._timeout = timeout
+        self._load_signer = load_signer
+        self._fetch = fetch
+        self._rng = rng or random.Random()
+        self._state_lock = threading.Lock()  # guards the fields below; held only briefly
+        self._flight = threading.Lock()  # held for a whole attempt: single-flight
+        self._creds: Credentials | None = None
+        self._obtained: datetime | None = None
+        self._last_error: SignerError | None = None
+        self._fatal = False
+        self._failures = 0
+        self._last_attempt: datetime | None = None
+        self._next_attempt: datetime | None = None
+        self._signer: Signer | None = None
+        self._fingerprint: tuple[object, ...] | None = None
+        self._reload = False
+        self._cert_warned_fraction = False
+        self._cert_warned_day: str | None = None
+        self._thread: threading.Thread | None = None
+        #: incremented on every successful refresh (writers such as ``update`` compare it)
+        self.generation = 0
+        #: CreateSession attempts made (tests assert single-flight with it)
+        self.attempts = 0
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def current(self) -> Credentials | None:
+        """The credentials if they are still valid right now; never signs, never waits on a refresh."""
+        with self._state_lock:
+            creds = self._creds
+        if creds is None or creds.expiration <= self._clock():
+            return None
+        return creds
+
+    @property
+    def obtained_at(self) -> datetime | None:
+        with self._state_lock:
+            return self._obtained
+
+    @property
+    def last_error(self) -> SignerError | None:
+        with self._state_lock:
+            return self._last_error
+
+    def lifetime(self) -> float:
+        """Length of the current session in seconds (the requested duration before the first one)."""
+        with self._state_lock:
+            creds, obtained = self._creds, self._obtained
+        if creds is None or obtained is None:
+            return float(self.request.session_duration)
+        return max(1.0, (creds.expiration - obtained).total_seconds())
+
+    def refresh_due_at(self) -> datetime | None:
+        """When the current credentials should be replaced (None: there are none)."""
+        with self._state_lock:
+            creds = self._creds
+        if creds is None:
+            return None
+        return creds.expiration - timedelta(seconds=refresh_margin(self.lifetime()))
+
+    def needs_refresh(self, min_remaining: float | None = None) -> bool:
+        with self._state_lock:
+            creds = self._creds
+            reload = self._reload
+        if creds is None or reload:
+            return True
+        margin = refresh_margin(self.lifetime()) if min_remaining is None else min_remaining
+        return creds.seconds_left(self._clock()) <= margin
+
+    # ---- refreshing ----------------------------------------------------------------------------
+
+    def get(self, min_remaining: float | None = None) -> Credentials:
+        """Valid credentials with more than ``min_remaining`` seconds left when possible.
+
+        Refreshes synchronously when needed (single-flight). When that fails, credentials that are
+        still valid are returned; with none, the error is raised.
+        """
+        if not self.needs_refresh(min_remaining):
+            creds = self.current()
+            if creds is not None:
+                return creds
+        try:
+            return self.refresh(min_remaining=min_remaining)
+        except SignerError:
+            creds = self.current()
+            if creds is not None:
+                return creds
+            raise
+
+    def refresh(self, *, force: bool = False, min_remaining: float | None = None) -> Credentials:
+        """Call CreateSession now unless another caller just did (single-flight).
+
+        A caller that waited for someone else's attempt takes its outcome instead of signing again.
+        Raises the attempt's error (the last good credentials stay in place).
+        """
+        seen = self.attempts
+        with self._flight:
+            if self.attempts != seen:  # someone else attempted while we waited for the lock
+                creds = self.current()
+                if creds is not None and not self.needs_refresh(min_remaining):
+                    return creds
+                err = self.last_error
+                if err is not None:
+                    raise err
+            if not force and not self.needs_refresh(min_remaining):
+                creds = self.current()
+                if creds is not None:
+                    return creds
+            now = self._clock()
+            with self._state_lock:
+                last, fatal, err, reload = self._last_attempt, self._fatal, self._last_error, self._reload
+            if fatal and err is not None and not reload:
+                raise err  # a refused PIN or password is never retried on its own
+            if last is not None and (now - last).total_seconds() < self.policy.min_interval:
+                # too soon after the previous attempt: do not hammer the endpoint or the token
+                creds = self.current()
+                if creds is not None:
+                    return creds
+                if err is not None:
+                    raise err
+            return self._attempt(now)
+
+    def _attempt(self, now: datetime) -> Credentials:
+        self.attempts += 1
+        with self._state_lock:
+            self._last_attempt = now
+        try:
+            try:
+                creds = self._fetch_once()
+            except SignerError:
+                raise
+            except Exception:  # a broken signer object (a backend bug): open the key afresh, once
+                log.debug("unexpected error during refresh; opening the key again", exc_info=True)
+                self._reload = True
+                try:
+                    creds = self._fetch_once()
+                except SignerError:
+                    raise
+                except Exception as bug:  # a backend bug must not end serve or update
+                    log.debug("unexpected error during refresh", exc_info=True)
+                    self._reload = True
+                    raise BackendError(
+                        f"refreshing failed unexpectedly ({type(bug).__name__})",
+                        hint="run with --debug and report it",
+                    ) from None
+        except SignerError as e:
+            fatal = isinstance(e, (AuthenticationError, SecretError))
+            with self._state_lock:
+                self._failures += 1
+                self._last_error = e
+                self._fatal = fatal
+                self._next_attempt = self._clock() + timedelta(seconds=self._backoff())
+            # one line per failed attempt; the error text never carries a secret
+            log.warning(
+                "refreshing credentials failed (attempt %d): %s%s",
+                self._failures,
+                e.diagnostics(),
+                "; not retrying until reloaded (SIGHUP)" if fatal else "",
+            )
+            raise
+        obtained = self._clock()
+        with self._state_lock:
+            self._creds = creds
+            self._obtained = obtained
+            self._failures = 0
+            self._last_error = None
+            self._fatal = False
+            self._next_attempt = None
+            self.generation += 1
+        log.info(
+            "new credentials %s valid until %s",
+            mask_access_key(creds.access_key_id),
+            creds.expiration_text(),
+        )
+        return creds
+
+    def _fetch_once(self) -> Credentials:
+        signer = self._open_signer()
+        return self._fetch(signer) if self._fetch else self._create_session(signer)
+
+    def _create_session(self, signer: Signer) -> Credentials:
+        from .client import create_session
+
+        return create_session(
+            signer, self.request, clock=self._clock, retry=self.policy.attempt_retry, timeout=self._timeout
+        )
+
+    def _backoff(self) -> float:
+        ceiling = min(self.policy.backoff_max, self.policy.backoff_base * (2 ** max(0, self._failures - 1)))
+        # jitter between half and all of the ceiling, never below the minimum interval
+        return max(self.policy.min_interval, self._rng.uniform(ceiling / 2, ceiling))
+
+    def _open_signer(self) -> Signer:
+        """The open signer, re-opened when a reload was asked for or the files changed (rotation)."""
+        fingerprint = file_fingerprint(self.identity)
+        if self._signer is not None and not self._reload and fingerprint == self._fingerprint:
+            return self._signer
+        if self._signer is not None:
+            log.info("certificate or key changed (or reload asked): opening %s again", self.identity.key_source())
+        load: Callable[[IdentityOptions], Signer]
+        if self._load_signer is not None:
+            load = self._load_signer
+        else:
+            from .backends import load_signer as load
+        try:
+            new = load(self.identity)
+        except SignerError as e:
+            old = self._signer
+            if old is None or isinstance(e, (AuthenticationError, SecretError)):
+                raise
+            if old.certificate.not_valid_after_utc <= self._clock():
+                raise
+            # a rotation caught half-written: keep signing with the previous files; the changed
+            # fingerprint makes the next due refresh try again (an explicit reload is not repeated)
+            log.warning("cannot open the changed certificate or key yet (%s); using the previous one", e.diagnostics())
+            self._reload = False
+            return old
+        old, self._signer, self._fingerprint, self._reload = self._signer, new, fingerprint, False
+        self._cert_warned_fraction = False
+        self._cert_warned_day = None
+        if old is not None:
+            try:
+                old.close()
+            except Exception as e:  # noqa: BLE001 - a failed close must not lose the new signer
+                log.debug("closing the previous signer failed: %s", type(e).__name__)
+        return new
+
+    def reload(self) -> None:
+        """Re-open the certificate and key on the next refresh and refresh soon (SIGHUP)."""
+        with self._state_lock:
+            self._reload = True
+            self._fatal = False
+            self._last_attempt = None
+            self._next_attempt = None
+        self._wake.set()
+
+    # ---- certificate expiry warnings -----------------------------------------------------------
+
+    def check_certificate(self) -> None:
+        """Warn at 20% of the certificate's life left, then once a day in its last 7 days."""
+        signer = self._signer
+        if signer is None:
+            return
+        cert = signer.certificate
+        not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+        now = self._clock()
+        left = (not_after - now).total_seconds()
+        life = max(1.0, (not_after - not_before).total_seconds())
+        when = f"{not_after:%Y-%m-%d %H:%M} UTC"
+        if left <= CERT_DAILY_DAYS * 86400:
+            day = now.strftime("%Y-%m-%d")
+            if self._cert_warned_day != day:
+                self._cert_warned_day = day
+                self._cert_warned_fraction = True
+                log.warning(
+                    "the certificate expires in %.1f days (%s): renew it; serve/update pick up the new file",
+                    max(0.0, left / 86400),
+                    when,
+                )
+        elif left <= CERT_WARN_FRACTION * life and not self._cert_warned_fraction:
+            self._cert_warned_fraction = True
+            log.warning(
+                "the certificate has %d%% of its life left (expires %s): plan its renewal", left * 100 // life, when
+            )
+
+    # ---- background loop -----------------------------------------------------------------------
+
+    def tick(self) -> float:
+        """One step of the background loop: refresh if due; return seconds until the next step."""
+        now = self._clock()
+        with self._state_lock:
+            next_attempt = self._next_attempt
+            fatal = self._fatal and not self._reload
+        if not fatal and self.needs_refresh() and (next_attempt is None or now >= next_attempt):
+            try:
+                self.refresh()
+            except SignerError:
+                pass  # logged in _attempt; the last good credentials stay until they expire
+        self.check_certificate()
+        return self.seconds_until_next(now=self._clock())
+
+    def seconds_until_next(self, now: datetime | None = None) -> float:
+        now = now or self._clock()
+        with self._state_lock:
+            next_attempt = self._next_attempt
+            fatal = self._fatal and not self._reload
+        if fatal:
+            return MAX_SLEEP
+        if next_attempt is not None:
+            delay = (next_attempt - now).total_seconds()
+        else:
+            due = self.refresh_due_at()
+            delay = 0.0 if due is None else (due - now).total_seconds()
+        return min(MAX_SLEEP, max(0.0, delay))
+
+    def run(self) -> None:
+        """Loop until ``stop()``: tick, then wait (bounded, so wall-clock jumps are noticed)."""
+        while not self._stop.is_set():
+            delay = self.tick()
+            if self._stop.is_set():
+                break
+            self._wait(max(0.05, delay))
+
+    def start(self) -> Refresher:
+        self._thread = threading.Thread(target=self.run, name="credential-refresher", daemon=True)
+        self._thread.start()
+        return self
+
+    def _default_wait(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait up to ``seconds``; ``reload()`` and ``stop()`` end the wait early."""
+        self._wait(seconds)
+
+    def request_stop(self) -> None:
+        """Ask the loop to end without waiting for it (safe in a signal handler)."""
+        self._stop.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        self.request_stop()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self._timeout + 5)
+
+    def close(self) -> None:
+        """Stop the loop and release the signer (token sessions, TPM handles)."""
+        self.stop()
+        with self._flight:
+            signer, self._signer = self._signer, None
+        if signer is not None:
+            signer.close()
+
+
+def describe_error(err: SignerError | None) -> str:
+    return err.diagnostics() if err is not None else "no credentials have been obtained yet"
+
+
+def handle_signals(stop: threading.Event, refresher: Refresher) -> None:
+    """SIGTERM/SIGINT set ``stop`` (clean shutdown); SIGHUP re-opens the certificate and key."""
+    import signal
+
+    def _stop(signum: int, frame: object) -> None:
+        stop.set()
+        refresher.request_stop()
+
+    def _reload(signum: int, frame: object) -> None:
+        log.warning("SIGHUP: reloading the certificate and key")
+        refresher.reload()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, _reload)

@@ -1,0 +1,700 @@
+"""The bad-input matrix: every command, run as a user runs it, given something wrong.
+
+Each case asserts four things (``assert_one_line_error``): the exit code, an empty stdout, exactly
+one short stderr line naming the problem, and no traceback. Cases that must fail before the network
+use a closed port as the endpoint, so an unexpected request shows up as a different message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from rolesanywhere_signer.endpoint_server import LocalEndpoint
+from support.pki import PKI, Issued, issue, now, weak_hash_chain
+from support.servers import (
+    FORWARD,
+    HangServer,
+    Reply,
+    ScriptedServer,
+    aws_error,
+    closed_port_url,
+    html_page,
+    session_body,
+    untrusted_tls_endpoint,
+)
+from support.util import (
+    ARN_ARGS,
+    PROFILE_ARN,
+    ROLE_ARN,
+    SRC,
+    TRUST_ANCHOR_ARN,
+    assert_one_line_error,
+    clean_env,
+    run_cli,
+)
+
+# ---------------------------------------------------------------------------------------------
+# the files every case draws from
+
+
+@pytest.fixture(scope="module")
+def kit(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("matrix")
+
+    def put(name: str, data: bytes) -> Path:
+        p = base / name
+        p.write_bytes(data)
+        return p
+
+    good = pki.leaf("ec-p256")
+    other = pki.leaf("ec-p256")
+    f: dict[str, Path] = {}
+    f["cert"] = put("good.crt", good.pem)
+    f["key"] = put("good.key", good.key_pem())
+    f["other_key"] = put("other.key", other.key_pem())
+    f["empty"] = put("empty.pem", b"")
+    f["blank"] = put("blank.pem", b"\n  \n")
+    f["garbage"] = put("garbage.bin", os.urandom(1500))
+    f["text"] = put("text.txt", b"this is not a certificate\n")
+    f["trunc_cert"] = put("trunc.crt", good.pem[: len(good.pem) // 2])
+    f["trunc_key"] = put("trunc.key", good.key_pem()[:100])
+    f["cert_der"] = put("good.cer", good.der)
+    f["key_der"] = put(
+        "good.key.der",
+        good.key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+    f["enc_key"] = put("enc.key", good.key_pem(password=b"right-password"))
+    f["p12"] = put(
+        "bundle.p12",
+        pkcs12.serialize_key_and_certificates(
+            b"b", good.key, good.cert, None, serialization.BestAvailableEncryption(b"right-password")
+        ),
+    )
+    loop_a, loop_b = base / "loop-a.pem", base / "loop-b.pem"
+    os.symlink(loop_b, loop_a)
+    os.symlink(loop_a, loop_b)
+    f["loop"] = loop_a
+    f["dir"] = base / "a-directory"
+    f["dir"].mkdir()
+    f["missing"] = base / "does-not-exist.pem"
+    big = base / "big.pem"
+    with open(big, "wb") as fh:  # 10 MB: a disk image or log named by mistake
+        fh.write(b"-----BEGIN CERTIFICATE-----\n")
+        fh.truncate(10 * 1024 * 1024)
+    f["big"] = big
+
+    def leaf_pair(stem: str, leaf: Issued) -> None:
+        f[stem + "_cert"] = put(stem + ".crt", leaf.pem)
+        f[stem + "_key"] = put(stem + ".key", leaf.key_pem())
+
+    leaf_pair("expired", pki.leaf(not_before=now() - timedelta(days=10), not_after=now() - timedelta(days=1)))
+    leaf_pair("future", pki.leaf(not_before=now() + timedelta(days=3)))
+    leaf_pair("ca", issue("a sub CA used as leaf", issuer=pki.root, ca=True))
+    leaf_pair("nosig", pki.leaf(digital_signature=False))
+    for digest in ("md5", "sha1"):
+        _, weak = weak_hash_chain(base / digest, digest)
+        leaf_pair(digest, weak)
+    # leaf <- int2 <- pki.intermediate <- root: a two-intermediate chain to get the order wrong
+    int2 = issue("Second Intermediate CA", issuer=pki.intermediate, ca=True)
+    deep = issue("deep leaf", issuer=int2)
+    leaf_pair("deep", deep)
+    f["chain_right"] = put("chain-right.pem", int2.pem + pki.intermediate.pem)
+    f["chain_wrong"] = put("chain-wrong.pem", pki.intermediate.pem + int2.pem)
+    f["chain_unrelated"] = put("chain-unrelated.pem", issue("Unrelated CA", ca=True).pem)
+    f["chain_too_long"] = put("chain-long.pem", (int2.pem + pki.intermediate.pem) * 3)
+    weak_rsa = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    leaf_pair("rsa1024", issue("rsa 1024 leaf", issuer=pki.root, key=weak_rsa))
+    f["ed25519_key"] = put(
+        "ed25519.key",
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+    f["csr"] = put(
+        "request.csr",
+        b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n",
+    )
+    for p in base.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            p.chmod(0o600)
+    return f
+
+
+class Ctx:
+    """What a case's argument builder sees: the files, and servers that live for one case."""
+
+    def __init__(self, files: dict[str, Path], pki: PKI, stack: ExitStack, tmp: Path) -> None:
+        self.f = files
+        self.pki = pki
+        self._stack = stack
+        self.tmp = tmp
+        self.servers: list[Any] = []
+
+    def cp(self, cert: str = "cert", key: str | None = "key", *extra: object, endpoint: str | None = None) -> list[str]:
+        """credential-process with files by name (``kit`` keys); endpoint defaults to a closed port."""
+        args = ["credential-process", "--certificate", str(self.f.get(cert, cert))]
+        if key is not None:
+            args += ["--private-key", str(self.f.get(key, key))]
+        return [*args, *ARN_ARGS, "--endpoint", endpoint or closed_port_url(), *map(str, extra)]
+
+    def cp_arns(self, anchor: str, profile: str, role: str, *extra: object) -> list[str]:
+        return [
+            "credential-process",
+            "--certificate",
+            str(self.f["cert"]),
+            "--private-key",
+            str(self.f["key"]),
+            "--trust-anchor-arn",
+            anchor,
+            "--profile-arn",
+            profile,
+            "--role-arn",
+            role,
+            "--endpoint",
+            closed_port_url(),
+            *map(str, extra),
+        ]
+
+    def endpoint(self) -> LocalEndpoint:
+        ep = self._stack.enter_context(LocalEndpoint([self.pki.root.cert]))
+        self.servers.append(ep)
+        return ep
+
+    def scripted(self, *script: Any, after: Any = None, forward: bool = False) -> ScriptedServer:
+        upstream = self.endpoint() if forward else None
+        srv = self._stack.enter_context(ScriptedServer(script, after=after, upstream=upstream))
+        self.servers.append(srv)
+        return srv
+
+    def hang(self) -> HangServer:
+        srv = self._stack.enter_context(HangServer())
+        self.servers.append(srv)
+        return srv
+
+    def untrusted_tls(self) -> LocalEndpoint:
+        ep = self._stack.enter_context(untrusted_tls_endpoint([self.pki.root.cert], self.tmp / "tls"))
+        self.servers.append(ep)
+        return ep
+
+
+@pytest.fixture
+def ctx(kit: dict[str, Path], pki: PKI, tmp_path: Path) -> Iterator[Ctx]:
+    with ExitStack() as stack:
+        yield Ctx(kit, pki, stack, tmp_path)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: Callable[[Ctx], list[str]]
+    phrase: str
+    code: int = 1
+    env: dict[str, str] | None = None
+    stdin: bytes | None = None
+    #: the whole run must end within this many seconds (bounded retries and timeouts)
+    within: float = 30.0
+
+
+def _wrong_partition(arn: str) -> str:
+    return arn.replace("arn:aws:", "arn:aws-cn:", 1)
+
+
+PW_ENV = "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD"
+
+CASES: list[Case] = [
+    # --- certificate and key files ------------------------------------------------------------
+    Case("cert missing", lambda c: c.cp("missing"), "does not exist"),
+    Case("cert empty", lambda c: c.cp("empty"), "is empty"),
+    Case("cert only whitespace", lambda c: c.cp("blank"), "is empty"),
+    Case("cert garbage bytes", lambda c: c.cp("garbage"), "neither a PEM nor a DER certificate"),
+    Case("cert plain text", lambda c: c.cp("text"), "neither a PEM nor a DER certificate"),
+    Case("cert truncated PEM", lambda c: c.cp("trunc_cert"), "damaged or truncated PEM certificate"),
+    Case("cert is a CSR", lambda c: c.cp("csr"), "holds no certificate (found CERTIFICATE REQUEST)"),
+    Case("key given as cert", lambda c: c.cp("key", "key"), "holds a private key"),
+    Case("cert given as key", lambda c: c.cp("cert", "cert"), "holds a certificate, not a private key"),
+    Case("DER key where a cert is expected", lambda c: c.cp("key_der", "key"), "neither a PEM nor a DER certificate"),
+    Case("DER cert where a key is expected", lambda c: c.cp("cert", "cert_der"), "neither a PEM nor a DER private key"),
+    Case("key missing", lambda c: c.cp("cert", "missing"), "does not exist"),
+    Case("key empty", lambda c: c.cp("cert", "empty"), "is empty"),
+    Case("key garbage", lambda c: c.cp("cert", "garbage"), "neither a PEM nor a DER private key"),
+    Case("key truncated PEM", lambda c: c.cp("cert", "trunc_key"), "truncated PEM block"),
+    Case("no key at all", lambda c: c.cp("cert", None), "no private key given"),
+    Case("encrypted key, no password, no terminal", lambda c: c.cp("cert", "enc_key"), "no terminal", within=10),
+    Case(
+        "encrypted key, wrong password (env)",
+        lambda c: c.cp("cert", "enc_key"),
+        "wrong password for encrypted private key",
+        env={PW_ENV: "wrong-password"},
+    ),
+    Case("PKCS#12 wrong password", lambda c: c.cp("p12", None), "wrong password for PKCS#12", env={PW_ENV: "nope"}),
+    Case("PKCS#12 no password, no terminal", lambda c: c.cp("p12", None), "no terminal", within=10),
+    Case("PKCS#12 plus --private-key", lambda c: c.cp("p12", "key"), "drop --private-key", env={PW_ENV: "x"}),
+    Case("cert symlink loop", lambda c: c.cp("loop"), "symlink loop"),
+    Case("key symlink loop", lambda c: c.cp("cert", "loop"), "symlink loop"),
+    Case("cert is a directory", lambda c: c.cp("dir"), "is a directory"),
+    Case("key is a directory", lambda c: c.cp("cert", "dir"), "is a directory"),
+    Case("cert 10 MB", lambda c: c.cp("big"), "too large"),
+    Case("key 10 MB", lambda c: c.cp("cert", "big"), "too large"),
+    Case("cert path empty string", lambda c: c.cp(""), "--certificate is required", code=2),
+    Case("mismatched key and cert", lambda c: c.cp("cert", "other_key"), "does not match certificate"),
+    Case("expired cert", lambda c: c.cp("expired_cert", "expired_key"), "expired on"),
+    Case("not-yet-valid cert", lambda c: c.cp("future_cert", "future_key"), "not valid yet"),
+    Case("CA cert as leaf", lambda c: c.cp("ca_cert", "ca_key"), "is a CA certificate"),
+    Case("no digitalSignature", lambda c: c.cp("nosig_cert", "nosig_key"), "lacks the digitalSignature"),
+    Case("MD5-signed cert", lambda c: c.cp("md5_cert", "md5_key"), "signed with MD5"),
+    Case("SHA-1-signed cert", lambda c: c.cp("sha1_cert", "sha1_key"), "signed with SHA1"),
+    Case("RSA 1024 key", lambda c: c.cp("rsa1024_cert", "rsa1024_key"), "has 1024 bits"),
+    Case("Ed25519 key", lambda c: c.cp("cert", "ed25519_key"), "takes RSA or EC keys"),
+    Case(
+        "intermediates in the wrong order",
+        lambda c: c.cp("deep_cert", "deep_key", "--intermediates", c.f["chain_wrong"]),
+        "nearest issuer first",
+    ),
+    Case(
+        "intermediates unrelated",
+        lambda c: c.cp("deep_cert", "deep_key", "--intermediates", c.f["chain_unrelated"]),
+        "not in this leaf's chain",
+    ),
+    Case(
+        "intermediates more than 5",
+        lambda c: c.cp("deep_cert", "deep_key", "--intermediates", c.f["chain_too_long"]),
+        "at most 5",
+    ),
+    Case(
+        "intermediates file is a key",
+        lambda c: c.cp("deep_cert", "deep_key", "--intermediates", c.f["key"]),
+        "holds a private key",
+    ),
+    # --- ARNs and request options ------------------------------------------------------------
+    Case("anchor ARN malformed", lambda c: c.cp_arns("trust-anchor/123", PROFILE_ARN, ROLE_ARN), "is not an ARN"),
+    Case(
+        "anchor ARN wrong service",
+        lambda c: c.cp_arns(TRUST_ANCHOR_ARN.replace(":rolesanywhere:", ":iam:"), PROFILE_ARN, ROLE_ARN),
+        "must be a rolesanywhere ARN",
+    ),
+    Case(
+        "profile ARN names a role",
+        lambda c: c.cp_arns(TRUST_ANCHOR_ARN, PROFILE_ARN.replace("profile/", "role/"), ROLE_ARN),
+        "must name a profile",
+    ),
+    Case(
+        "role ARN wrong service",
+        lambda c: c.cp_arns(TRUST_ANCHOR_ARN, PROFILE_ARN, ROLE_ARN.replace(":iam:", ":s3:")),
+        "must be a iam ARN",
+    ),
+    Case(
+        "anchor and profile in different regions",
+        lambda c: c.cp_arns(TRUST_ANCHOR_ARN, PROFILE_ARN.replace("us-east-2", "eu-central-1"), ROLE_ARN),
+        "but the profile is in eu-central-1",
+    ),
+    Case(
+        "anchor and profile in different partitions",
+        lambda c: c.cp_arns(TRUST_ANCHOR_ARN, _wrong_partition(PROFILE_ARN), ROLE_ARN),
+        "different partitions",
+    ),
+    Case(
+        "account not 12 digits",
+        lambda c: c.cp_arns(TRUST_ANCHOR_ARN.replace("123456789012", "1234"), PROFILE_ARN, ROLE_ARN),
+        "expected 12 digits",
+    ),
+    Case(
+        "role ARN with a byte that is not UTF-8",
+        lambda c: c.cp_arns(TRUST_ANCHOR_ARN, PROFILE_ARN, ROLE_ARN + "\udcff"),
+        "unprintable characters",
+    ),
+    Case(
+        "profile ARN with a line break",
+        lambda c: c.cp_arns(TRUST_ANCHOR_ARN, PROFILE_ARN + "\nx-injected: 1", ROLE_ARN),
+        "unprintable characters",
+    ),
+    Case(
+        "role session name not ASCII",
+        lambda c: c.cp("cert", "key", "--role-session-name", "café-runner"),
+        "--role-session-name",
+        code=2,
+    ),
+    Case("duration below 900", lambda c: c.cp("cert", "key", "--session-duration", 899), "out of range", code=2),
+    Case("duration above 43200", lambda c: c.cp("cert", "key", "--session-duration", 43201), "out of range", code=2),
+    Case("duration not a number", lambda c: c.cp("cert", "key", "--session-duration", "1h"), "invalid int", code=2),
+    Case(
+        "role session name with a slash",
+        lambda c: c.cp("cert", "key", "--role-session-name", "ci/runner"),
+        "--role-session-name",
+        code=2,
+    ),
+    Case(
+        "role session name too long",
+        lambda c: c.cp("cert", "key", "--role-session-name", "x" * 65),
+        "--role-session-name",
+        code=2,
+    ),
+    Case("region not a region", lambda c: c.cp("cert", "key", "--region", "narnia"), "not a region name", code=2),
+    # --- endpoints -----------------------------------------------------------------------------
+    Case("endpoint bad URL", lambda c: c.cp(endpoint="http://127.0.0.1:notaport"), "not a valid URL", code=2),
+    Case("endpoint bad scheme", lambda c: c.cp(endpoint="file:///etc/passwd"), "has scheme 'file'", code=2),
+    Case("endpoint with a query", lambda c: c.cp(endpoint="http://127.0.0.1/?x=1"), "query or fragment", code=2),
+    Case("endpoint closed port", lambda c: c.cp(endpoint=closed_port_url()), "connection refused", within=15),
+    Case(
+        "endpoint TLS from an untrusted CA",
+        lambda c: c.cp(endpoint=c.untrusted_tls().url),
+        "TLS verification of 127.0.0.1",
+    ),
+    Case(
+        "endpoint accepts and never answers",
+        lambda c: c.cp("cert", "key", "--timeout", "1", endpoint=c.hang().url),
+        "did not answer within 1s",
+        within=15,
+    ),
+    Case(
+        "endpoint 403 AWS error",
+        lambda c: c.cp(
+            endpoint=c.scripted(aws_error(403, "AccessDeniedException", "Untrusted signing certificate")).url
+        ),
+        "AccessDeniedException: Untrusted signing certificate",
+    ),
+    Case(
+        "endpoint 400 ValidationException",
+        lambda c: c.cp(endpoint=c.scripted(aws_error(400, "ValidationException", "1 validation error")).url),
+        "ValidationException: 1 validation error",
+    ),
+    Case(
+        "endpoint 404 ResourceNotFound",
+        lambda c: c.cp(endpoint=c.scripted(aws_error(404, "ResourceNotFoundException", "Profile not found")).url),
+        "ResourceNotFoundException: Profile not found",
+    ),
+    Case("endpoint 404 bare", lambda c: c.cp(endpoint=c.scripted(Reply(404)).url), "HTTP 404 (check --endpoint)"),
+    Case(
+        "endpoint 429 every time",
+        lambda c: c.cp(endpoint=c.scripted(after=aws_error(429, "ThrottlingException", "Rate exceeded")).url),
+        "ThrottlingException: Rate exceeded",
+        within=20,
+    ),
+    Case(
+        "endpoint 503 every time",
+        lambda c: c.cp(endpoint=c.scripted(after=aws_error(503, "ServiceUnavailableException", "down")).url),
+        "ServiceUnavailableException",
+        within=20,
+    ),
+    Case(
+        "endpoint non-JSON 201",
+        lambda c: c.cp(endpoint=c.scripted(Reply(201, b"OK, here you go")).url),
+        "body that is not JSON",
+    ),
+    Case(
+        "endpoint HTML error page",
+        lambda c: c.cp(endpoint=c.scripted(html_page(403, "403 Forbidden")).url),
+        "HTML page",
+    ),
+    Case(
+        "endpoint JSON array",
+        lambda c: c.cp(endpoint=c.scripted(Reply(201, b"[1, 2]")).url),
+        "JSON that is not an object",
+    ),
+    Case(
+        "endpoint empty credentialSet",
+        lambda c: c.cp(endpoint=c.scripted(session_body(credential_set=[])).url),
+        "empty or missing credentialSet",
+    ),
+    Case(
+        "endpoint credentials missing fields",
+        lambda c: c.cp(endpoint=c.scripted(session_body({"accessKeyId": "ASIAX", "expiration": "2099-01-01"})).url),
+        "lack secretAccessKey, sessionToken",
+    ),
+    Case(
+        "endpoint credentials not an object",
+        lambda c: c.cp(endpoint=c.scripted(session_body(credential_set=["nope"])).url),
+        "no credentials object",
+    ),
+    Case(
+        "endpoint Expiration in the past",
+        lambda c: c.cp(
+            endpoint=c.scripted(
+                session_body(
+                    {
+                        "accessKeyId": "A",
+                        "secretAccessKey": "S",
+                        "sessionToken": "T",
+                        "expiration": "2001-01-01T00:00:00Z",
+                    }
+                )
+            ).url
+        ),
+        "expired at 2001-01-01T00:00:00Z",
+    ),
+    Case(
+        "endpoint Expiration unreadable",
+        lambda c: c.cp(
+            endpoint=c.scripted(
+                session_body({"accessKeyId": "A", "secretAccessKey": "S", "sessionToken": "T", "expiration": "soon"})
+            ).url
+        ),
+        "unreadable expiration",
+    ),
+    Case(
+        "AWS_CA_BUNDLE missing",
+        lambda c: c.cp(endpoint="https://127.0.0.1:1"),
+        "AWS_CA_BUNDLE",
+        env={"AWS_CA_BUNDLE": "/nonexistent/ca.pem"},
+    ),
+    Case("--timeout zero", lambda c: c.cp("cert", "key", "--timeout", "0"), "--timeout", code=2),
+    # --- the other commands ---------------------------------------------------------------------
+    Case(
+        "sign-string no certificate",
+        lambda c: ["sign-string", "--private-key", str(c.f["key"])],
+        "--certificate is required",
+        code=2,
+        stdin=b"x",
+    ),
+    Case(
+        "sign-string key as cert",
+        lambda c: ["sign-string", "--certificate", str(c.f["key"]), "--private-key", str(c.f["key"])],
+        "holds a private key",
+        stdin=b"x",
+    ),
+    Case(
+        "sign-string mismatched key",
+        lambda c: ["sign-string", "--certificate", str(c.f["cert"]), "--private-key", str(c.f["other_key"])],
+        "does not match",
+        stdin=b"x",
+    ),
+    Case(
+        "sign-string unknown digest",
+        lambda c: [
+            "sign-string",
+            "--certificate",
+            str(c.f["cert"]),
+            "--private-key",
+            str(c.f["key"]),
+            "--digest",
+            "MD5",
+        ],
+        "invalid choice",
+        code=2,
+        stdin=b"x",
+    ),
+    Case(
+        "sign-string encrypted key, no terminal",
+        lambda c: ["sign-string", "--certificate", str(c.f["cert"]), "--private-key", str(c.f["enc_key"])],
+        "no terminal",
+        stdin=b"x",
+        within=10,
+    ),
+    Case("read-certificate-data no flag", lambda c: ["read-certificate-data"], "--certificate is required", code=2),
+    Case(
+        "read-certificate-data garbage",
+        lambda c: ["read-certificate-data", "--certificate", str(c.f["garbage"])],
+        "neither a PEM nor a DER certificate",
+    ),
+    Case(
+        "read-certificate-data key file",
+        lambda c: ["read-certificate-data", "--certificate", str(c.f["key"])],
+        "holds a private key",
+    ),
+    Case(
+        "read-certificate-data 10 MB",
+        lambda c: ["read-certificate-data", "--certificate", str(c.f["big"])],
+        "too large",
+    ),
+    Case(
+        "read-certificate-data symlink loop",
+        lambda c: ["read-certificate-data", "--certificate", str(c.f["loop"])],
+        "symlink loop",
+    ),
+    Case("local-endpoint no anchor", lambda c: ["local-endpoint"], "--trust-anchor", code=2),
+    Case(
+        "local-endpoint anchor is a key",
+        lambda c: ["local-endpoint", "--trust-anchor", str(c.f["key"])],
+        "holds a private key",
+    ),
+    Case(
+        "local-endpoint anchor missing",
+        lambda c: ["local-endpoint", "--trust-anchor", str(c.f["missing"])],
+        "does not exist",
+    ),
+    Case(
+        "local-endpoint port out of range",
+        lambda c: ["local-endpoint", "--trust-anchor", str(c.pki.root_path), "--port", "70000"],
+        "out of range",
+        code=2,
+    ),
+    Case(
+        "local-endpoint tls cert without key",
+        lambda c: ["local-endpoint", "--trust-anchor", str(c.pki.root_path), "--tls-cert", str(c.f["cert"])],
+        "go together",
+        code=2,
+    ),
+    Case(
+        "local-endpoint non-loopback host",
+        lambda c: ["local-endpoint", "--trust-anchor", str(c.pki.root_path), "--host", "0.0.0.0"],
+        "invalid choice",
+        code=2,
+    ),
+    Case("version with an argument", lambda c: ["version", "--frobnicate"], "unrecognized arguments", code=2),
+    Case("unknown command", lambda c: ["sign-everything"], "invalid choice", code=2),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(ctx: Ctx, case: Case) -> None:
+    args = case.args(ctx)
+    started = time.monotonic()
+    proc = run_cli(args, env=case.env, input=case.stdin, timeout=case.within + 30)
+    elapsed = time.monotonic() - started
+    assert_one_line_error(proc, case.phrase, case.code)
+    assert elapsed < case.within, f"took {elapsed:.1f}s"
+
+
+def test_matrix_covers_every_command() -> None:
+    assert len(CASES) >= 40
+    ctx = Ctx({}, None, ExitStack(), Path("/nonexistent"))  # type: ignore[arg-type]
+    ctx.f = _AnyPath()  # type: ignore[assignment]
+    ctx.pki = _AnyPki()  # type: ignore[assignment]
+    used = set()
+    for case in CASES:
+        try:
+            used.add(case.args(ctx)[0])
+        except Exception:
+            used.add("credential-process")
+    assert {"credential-process", "sign-string", "read-certificate-data", "local-endpoint", "version"} <= used
+
+
+class _AnyPath(dict):  # type: ignore[type-arg]
+    def __getitem__(self, key: str) -> Path:
+        return Path("/x") / key
+
+    def get(self, key: str, default: object = None) -> Path:  # type: ignore[override]
+        return Path("/x") / key
+
+
+class _AnyPki:
+    root_path = Path("/x/root.pem")
+
+
+# ---------------------------------------------------------------------------------------------
+# cases that do not fit one row
+
+
+def test_key_in_use_port_for_local_endpoint(ctx: Ctx) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        proc = run_cli(["local-endpoint", "--trust-anchor", str(ctx.pki.root_path), "--port", str(port)], timeout=20)
+    assert_one_line_error(proc, f"cannot listen on 127.0.0.1:{port}", 2)
+
+
+def test_encrypted_key_wrong_password_is_not_retried(ctx: Ctx) -> None:
+    """A wrong password fails once and quickly; the endpoint is never contacted."""
+    ep = ctx.endpoint()
+    proc = run_cli(ctx.cp("cert", "enc_key", "--pkcs8-password", "wrong", endpoint=ep.url))
+    assert_one_line_error(proc, "wrong password")
+    assert ep.state.requests_seen == 0
+
+
+def test_unreadable_key_as_an_unprivileged_user(ctx: Ctx) -> None:
+    """Root reads any file, so the permission case runs as ``nobody`` via setpriv.
+
+    The directory and the certificate are readable by everyone; only the key is 0600 root, so
+    the message must name the key, proving it was the key's permissions that stopped us.
+    """
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to drop to an unprivileged user")
+    work = Path(tempfile.mkdtemp(prefix="rass-perm-", dir="/tmp"))
+    try:
+        work.chmod(0o755)
+        cert = work / "leaf.crt"
+        key = work / "leaf.key"
+        shutil.copyfile(ctx.f["cert"], cert)
+        shutil.copyfile(ctx.f["key"], key)
+        cert.chmod(0o644)
+        key.chmod(0o600)
+        site = serialization.__file__.rsplit("/cryptography/", 1)[0]
+        env = clean_env({"PYTHONPATH": f"{SRC}:{site}"})
+        proc = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                sys.executable,
+                "-m",
+                "rolesanywhere_signer",
+                *ctx.cp(str(cert), str(key)),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert_one_line_error(proc, f"{key} is not readable by this user")
+    finally:
+        shutil.rmtree(work)
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        aws_error(429, "ThrottlingException", "Rate exceeded", delay=1.1),
+        aws_error(500, "InternalServerException", "oops", delay=1.1),
+        aws_error(503, "ServiceUnavailableException", "busy", delay=1.1),
+        dataclasses.replace(html_page(502), delay=1.1),
+    ],
+    ids=["429", "500", "503", "502-html"],
+)
+def test_retried_then_success_and_signed_again(ctx: Ctx, first: Reply) -> None:
+    """A throttled or failed attempt is retried with a fresh X-Amz-Date and a new signature.
+
+    RSA PKCS#1 v1.5 signatures are deterministic, so an unchanged ``Authorization`` would mean a
+    replayed request; the one-second delay on the failure guarantees the next date differs. The
+    last attempt is forwarded to the verifying endpoint, which accepts only a valid signature.
+    """
+    leaf = ctx.pki.leaf("rsa2048")
+    cert, key = ctx.pki.leaf_files("retry-rsa", leaf)
+    srv = ctx.scripted(first, FORWARD, forward=True)
+    proc = run_cli(ctx.cp(str(cert), str(key), endpoint=srv.url))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert '"AccessKeyId": "ASIA' in proc.stdout
+    seen = srv.seen
+    assert len(seen) == 2
+    dates = [s.headers["x-amz-date"] for s in seen]
+    auths = [s.headers["authorization"] for s in seen]
+    assert dates[0] != dates[1]
+    assert auths[0] != auths[1]
+    upstream = ctx.servers[0]
+    assert isinstance(upstream, LocalEndpoint)
+    assert upstream.state.sessions_created == 1
+
+
+def test_never_answering_endpoint_is_bounded_by_timeout(ctx: Ctx) -> None:
+    """With --timeout 1 every attempt gives up after a second; total time stays bounded."""
+    srv = ctx.hang()
+    started = time.monotonic()
+    proc = run_cli(ctx.cp("cert", "key", "--timeout", "1", endpoint=srv.url), timeout=60)
+    elapsed = time.monotonic() - started
+    assert_one_line_error(proc, "did not answer within 1s")
+    assert 1.0 <= elapsed < 15
+    assert 1 <= srv.accepted <= 4  # bounded attempts

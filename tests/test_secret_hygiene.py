@@ -1,0 +1,452 @@
+"""Secret hygiene: with --debug on, no command or mode lets a secret reach stderr or a log.
+
+Secrets checked: the PKCS#8/PKCS#12 password, the private key PEM, the secret access key, the
+session token, the IMDS token, the container token, and the access key id except its last 4
+characters. Objects that hold secrets print themselves redacted, and a secret given on the command
+line draws a warning that names a safer source.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import pickle
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from rolesanywhere_signer.credentials import Credentials, mask_access_key
+from rolesanywhere_signer.endpoint_server import LocalEndpoint
+from rolesanywhere_signer.options import IdentityOptions, RequestOptions, redact_pkcs11_uri
+from rolesanywhere_signer.secret import Secret
+from support.pki import PKI, Issued
+from support.util import ARN_ARGS, PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN, clean_env, free_port, run_cli
+
+PASSWORD = "Hyg1ene-pass-Do-Not-Print"
+PW_ENV = "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD"
+ACCESS_KEY_PATTERN = re.compile(r"(ASIA|AKIA)[A-Z0-9]{8,}")
+
+
+def pem_body_lines(pem: bytes) -> list[str]:
+    """The base64 lines of a PEM block: any one of them in a log is key material leaking."""
+    return [ln for ln in pem.decode().splitlines() if ln and not ln.startswith("-----") and ":" not in ln]
+
+
+def assert_clean(text: str, secrets: Iterable[str], where: str = "stderr") -> None:
+    for s in secrets:
+        assert s, "an empty secret would match anything"
+        assert s not in text, f"a secret ({len(s)} chars, starting {s[:3]!r}) appeared in {where}"
+    m = ACCESS_KEY_PATTERN.search(text)
+    assert m is None, f"an access key id appeared unmasked in {where}: {m.group(0)[:4]}…"
+
+
+@pytest.fixture(scope="module")
+def leaf(pki: PKI) -> Issued:
+    return pki.leaf("ec-p256")
+
+
+@pytest.fixture(scope="module")
+def enc_files(pki: PKI, leaf: Issued) -> tuple[Path, Path]:
+    cert = pki.write("hyg.crt", leaf.pem)
+    key = pki.write("hyg-enc.key", leaf.key_pem(password=PASSWORD.encode()))
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def key_secrets(leaf: Issued, enc_files: tuple[Path, Path]) -> list[str]:
+    """The password, the private scalar in every usual spelling, and the key PEMs.
+
+    Not every line of the plain PEM: an EC PKCS#8 key embeds the public point, which legitimately
+    travels in X-Amz-X509 and can line up with a base64 line of the key.
+    """
+    import base64
+
+    d = leaf.key.private_numbers().private_value
+    raw = d.to_bytes((d.bit_length() + 7) // 8, "big")
+    plain = pem_body_lines(leaf.key_pem())
+    return [
+        PASSWORD,
+        f"{d:x}",
+        str(d),
+        base64.b64encode(raw).decode(),
+        plain[0],  # version, algorithm and the start of the private scalar
+        "".join(plain),
+        *pem_body_lines(enc_files[1].read_bytes()),
+    ]
+
+
+def creds_secrets(doc: dict[str, str]) -> list[str]:
+    return [
+        doc.get("SecretAccessKey") or doc["secret"],
+        doc.get("SessionToken") or doc.get("Token") or doc["token"],
+        doc.get("AccessKeyId") or doc["access"],
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# one-shot commands
+
+
+def test_credential_process_debug(
+    enc_files: tuple[Path, Path], key_secrets: list[str], endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
+    cert, key = enc_files
+    args = ["credential-process", "--certificate", cert, "--private-key", key, *ARN_ARGS, "--endpoint", endpoint.url]
+    proc = run_cli([*args, "--debug"], env={PW_ENV: PASSWORD})
+    assert proc.returncode == 0, proc.stderr
+    assert "CreateSession attempt 1" in proc.stderr  # debug logging really was on
+    doc = json.loads(proc.stdout)
+    assert_clean(proc.stderr, [*key_secrets, *creds_secrets(doc)])
+    # the cache path logs too; its file is private
+    cache_home = tmp_path / "cache-home"
+    env = {PW_ENV: PASSWORD, "XDG_CACHE_HOME": str(cache_home), "HOME": str(tmp_path)}
+    for _ in range(2):  # a miss, then a hit
+        proc = run_cli([*args, "--debug", "--cache"], env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert_clean(proc.stderr, [*key_secrets, *creds_secrets(json.loads(proc.stdout))])
+    for p in tmp_path.rglob("*"):
+        if p.is_file():
+            assert p.stat().st_mode & 0o077 == 0, f"{p} is readable by others"
+
+
+def test_credential_process_password_on_argv_warns_and_is_not_echoed(
+    enc_files: tuple[Path, Path], key_secrets: list[str], endpoint: LocalEndpoint
+) -> None:
+    cert, key = enc_files
+    proc = run_cli(
+        [
+            "credential-process",
+            "--certificate",
+            cert,
+            "--private-key",
+            key,
+            *ARN_ARGS,
+            "--endpoint",
+            endpoint.url,
+            "--pkcs8-password",
+            PASSWORD,
+            "--debug",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if ": warning: " in ln]
+    assert any("--pkcs8-password" in w and PW_ENV in w for w in warnings), proc.stderr
+    assert_clean(proc.stderr, [*key_secrets, *creds_secrets(json.loads(proc.stdout))])
+
+
+def test_tpm_password_on_argv_warns_with_a_safer_source(pki: PKI) -> None:
+    cert, key = pki.leaf_files("hyg-tpm-argv", pki.leaf())
+    proc = run_cli(
+        ["sign-string", "--certificate", cert, "--private-key", key, "--tpm-key-password", PASSWORD], input=b"x"
+    )
+    warnings = [ln for ln in proc.stderr.splitlines() if ": warning: " in ln]
+    assert any("--tpm-key-password" in w and "--tpm-key-password-file" in w for w in warnings), proc.stderr
+    assert PASSWORD not in proc.stderr
+
+
+def test_failures_with_debug_tracebacks_leak_nothing(
+    enc_files: tuple[Path, Path], key_secrets: list[str], pki: PKI
+) -> None:
+    """--debug turns errors into tracebacks; those must not carry the password or key either."""
+    cert, key = enc_files
+    base = ["credential-process", "--certificate", cert, "--private-key", key, *ARN_ARGS]
+    wrong = "Wr0ng-but-still-secret"
+    proc = run_cli([*base, "--endpoint", f"http://127.0.0.1:{free_port()}", "--debug"], env={PW_ENV: wrong})
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+    assert_clean(proc.stderr, [*key_secrets, wrong])
+    # the right password, but the endpoint refuses: the refusal is shown, the key is not
+    other = PKI(pki.base / "hyg-other")
+    with LocalEndpoint([other.root.cert]) as untrusting:
+        proc = run_cli([*base, "--endpoint", untrusting.url, "--debug"], env={PW_ENV: PASSWORD})
+    assert proc.returncode != 0 and "Untrusted signing certificate" in proc.stderr
+    assert_clean(proc.stderr, key_secrets)
+
+
+def test_sign_string_and_read_certificate_data_debug(enc_files: tuple[Path, Path], key_secrets: list[str]) -> None:
+    cert, key = enc_files
+    proc = run_cli(
+        ["sign-string", "--certificate", cert, "--private-key", key, "--debug"], env={PW_ENV: PASSWORD}, input=b"x"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_clean(proc.stderr, key_secrets)
+    proc = run_cli(["read-certificate-data", "--certificate", key, "--debug"])
+    assert proc.returncode != 0
+    assert_clean(proc.stderr + proc.stdout, key_secrets)
+
+
+def test_local_endpoint_debug_does_not_log_the_credentials_it_issues(
+    pki: PKI, enc_files: tuple[Path, Path], key_secrets: list[str]
+) -> None:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rolesanywhere_signer",
+            "local-endpoint",
+            "--trust-anchor",
+            str(pki.root_path),
+            "--debug",
+        ],
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        cert, key = enc_files
+        proc = run_cli(
+            ["credential-process", "--certificate", cert, "--private-key", key, *ARN_ARGS, "--endpoint", url],
+            env={PW_ENV: PASSWORD},
+        )
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=10)
+    assert "POST /sessions" in err  # it did log the request
+    assert_clean(err, [*key_secrets, *creds_secrets(doc)], "local-endpoint stderr")
+
+
+# ---------------------------------------------------------------------------------------------
+# long-running modes
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)
+
+
+def _wait_port(proc: subprocess.Popen[str], port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("not listening")
+
+
+def _http(port: int, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+
+
+def test_serve_debug_leaks_no_token_or_credentials(
+    enc_files: tuple[Path, Path],
+    key_secrets: list[str],
+    endpoint: LocalEndpoint,
+    tmp_path: Path,
+    procs: list[subprocess.Popen[str]],
+) -> None:
+    cert, key = enc_files
+    port = free_port()
+    token_file = tmp_path / "container-token"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rolesanywhere_signer",
+            "serve",
+            "--certificate",
+            str(cert),
+            "--private-key",
+            str(key),
+            *ARN_ARGS,
+            "--endpoint",
+            endpoint.url,
+            "--port",
+            str(port),
+            "--container-token-file",
+            str(token_file),
+            "--debug",
+        ],
+        env=clean_env({PW_ENV: PASSWORD}),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    procs.append(proc)
+    _wait_port(proc, port)
+    status, token = _http(port, "PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    assert status == 200 and token
+    status, role = _http(
+        port, "GET", "/latest/meta-data/iam/security-credentials/", {"X-aws-ec2-metadata-token": token}
+    )
+    assert status == 200, role
+    status, body = _http(
+        port, "GET", f"/latest/meta-data/iam/security-credentials/{role.strip()}", {"X-aws-ec2-metadata-token": token}
+    )
+    assert status == 200, body
+    imds_doc = json.loads(body)
+    container_token = token_file.read_text().strip()
+    status, body = _http(port, "GET", "/credentials", {"Authorization": container_token})
+    assert status == 200, body
+    container_doc = json.loads(body)
+    # refusals are logged too: a near-miss token and a rebinding Host must not be echoed
+    near_miss = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert (
+        _http(port, "GET", "/latest/meta-data/iam/security-credentials/", {"X-aws-ec2-metadata-token": near_miss})[0]
+        == 401
+    )
+    assert _http(port, "GET", "/credentials", {"Authorization": container_token + "x"})[0] in (401, 403)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "debug" in err  # debug logging was on
+    assert_clean(
+        err + out,
+        [
+            *key_secrets,
+            *creds_secrets(imds_doc),
+            *creds_secrets(container_doc),
+            token,
+            near_miss,
+            container_token,
+        ],
+        "serve output",
+    )
+
+
+def test_update_once_debug(
+    enc_files: tuple[Path, Path], key_secrets: list[str], endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
+    cert, key = enc_files
+    cred_file = tmp_path / "aws" / "credentials"
+    proc = run_cli(
+        [
+            "update",
+            "--certificate",
+            cert,
+            "--private-key",
+            key,
+            *ARN_ARGS,
+            "--endpoint",
+            endpoint.url,
+            "--once",
+            "--profile",
+            "hyg",
+            "--debug",
+        ],
+        env={PW_ENV: PASSWORD, "AWS_SHARED_CREDENTIALS_FILE": str(cred_file)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = cred_file.read_text()
+    values = dict(re.findall(r"^(aws_\w+)\s*=\s*(\S+)$", text, re.M))
+    assert cred_file.stat().st_mode & 0o777 == 0o600
+    secrets = [values["aws_secret_access_key"], values["aws_session_token"], values["aws_access_key_id"]]
+    assert_clean(proc.stderr + proc.stdout, [*key_secrets, *secrets])
+
+
+# ---------------------------------------------------------------------------------------------
+# objects print themselves redacted
+
+
+def _printed(obj: object) -> str:
+    return "\n".join([repr(obj), str(obj), f"{obj}", f"{obj!r}", "%s %r" % (obj, obj)])  # noqa: UP031
+
+
+def test_secret_never_prints_or_pickles() -> None:
+    s = Secret(PASSWORD)
+    assert PASSWORD not in _printed(s)
+    assert PASSWORD not in _printed([s, {"k": s}])
+    with pytest.raises(TypeError):
+        pickle.dumps(s)
+    assert s.reveal() == PASSWORD
+
+
+def test_credentials_repr_masks_everything_but_four_characters() -> None:
+    c = Credentials("ASIAEXAMPLEKEY123456", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "FwoGZXIvYXdz" * 20, _later())
+    text = _printed(c)
+    assert "wJalrXUtnFEMI" not in text and "FwoGZXIvYXdz" not in text
+    assert "ASIAEXAMPLEKEY123456" not in text and "3456" in text
+    assert mask_access_key("ASIAEXAMPLEKEY123456") == "****3456"
+    assert mask_access_key("abc") == "****"
+
+
+def test_option_records_are_redacted() -> None:
+    ident = IdentityOptions(
+        certificate="pkcs11:token=t;object=o?pin-value=123456",
+        pkcs8_password=Secret(PASSWORD),
+        tpm_key_password=Secret("tpm-" + PASSWORD),
+    )
+    text = _printed(ident)
+    assert PASSWORD not in text
+    assert "123456" not in ident.key_source()
+    assert redact_pkcs11_uri("pkcs11:object=k?pin-value=99887766&module-path=/x") == (
+        "pkcs11:object=k?pin-value=********&module-path=/x"
+    )
+    req = RequestOptions(TRUST_ANCHOR_ARN, PROFILE_ARN, ROLE_ARN)
+    assert "Secret(" not in _printed(req)  # nothing secret in it at all
+
+
+def test_signer_and_key_reprs(enc_files: tuple[Path, Path], key_secrets: list[str]) -> None:
+    from rolesanywhere_signer.backends import load_signer
+    from rolesanywhere_signer.backends.pem import open_key
+
+    opts = IdentityOptions(
+        certificate=str(enc_files[0]), private_key=str(enc_files[1]), pkcs8_password=Secret(PASSWORD)
+    )
+    signer = load_signer(opts)
+    try:
+        text = _printed(signer)
+        assert_clean(text, key_secrets, "signer repr")
+        assert "key=" not in text
+    finally:
+        signer.close()
+    handle = open_key(opts)
+    assert_clean(_printed(handle), key_secrets, "key handle repr")
+
+
+def test_serve_objects_are_redacted() -> None:
+    imds = pytest.importorskip("rolesanywhere_signer.imds")
+    store = imds.TokenStore()
+    token = store.issue(60)
+    assert token not in _printed(store)
+    config = imds.ServeConfig(role_name="r", container_token="container-" + PASSWORD)
+    assert PASSWORD not in _printed(config)
+
+
+def test_refresher_is_redacted(enc_files: tuple[Path, Path], endpoint: LocalEndpoint) -> None:
+    refresher_mod = pytest.importorskip("rolesanywhere_signer.refresher")
+    ident = IdentityOptions(
+        certificate=str(enc_files[0]), private_key=str(enc_files[1]), pkcs8_password=Secret(PASSWORD)
+    )
+    req = RequestOptions(TRUST_ANCHOR_ARN, PROFILE_ARN, ROLE_ARN, endpoint=endpoint.url)
+    r = refresher_mod.Refresher(ident, req)
+    try:
+        creds = r.refresh()
+        text = _printed(r)
+        assert_clean(text, [PASSWORD, creds.secret_access_key, creds.session_token, creds.access_key_id])
+    finally:
+        r.close()
+
+
+def _later() -> datetime:
+    return datetime.now(timezone.utc) + timedelta(hours=1)
