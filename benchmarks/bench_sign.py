@@ -22,8 +22,9 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import hardware  # noqa: E402
 from fixtures import Bench  # noqa: E402
+
+import hardware  # noqa: E402
 
 #: about the size of a real CreateSession string to sign
 DATA = (

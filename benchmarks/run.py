@@ -271,7 +271,7 @@ def scenario_4(ctx: Ctx) -> None:
         ours, raw = stats.get(f"ours-{key}"), stats.get(f"raw-{key}")
         name = f"4 sign() {label}"
         if ours is None or raw is None:
-            why = next((s.split("SKIPPED", 1)[-1] for s in skipped if key in s), "")
+            why = next((s.split(": ", 1)[-1] for s in skipped if key in s), "")
             ctx.rows.append(Row(name, "µs", note=f"not available{': ' + why.strip(' []:') if why else ''}"[:160]))
             continue
         ctx.rows.append(

@@ -47,6 +47,7 @@ from support.util import (
     TRUST_ANCHOR_ARN,
     assert_one_line_error,
     clean_env,
+    free_port,
     run_cli,
 )
 
@@ -133,6 +134,7 @@ def kit(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "request.csr",
         b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n",
     )
+    f["bad_tss2"] = put("damaged.tss2", b"-----BEGIN TSS2 PRIVATE KEY-----\nMAMCAQA=\n-----END TSS2 PRIVATE KEY-----\n")
     for p in base.rglob("*"):
         if p.is_file() and not p.is_symlink():
             p.chmod(0o600)
@@ -142,7 +144,10 @@ def kit(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 class Ctx:
     """What a case's argument builder sees: the files, and servers that live for one case."""
 
-    def __init__(self, files: dict[str, Path], pki: PKI, stack: ExitStack, tmp: Path) -> None:
+    def __init__(
+        self, files: dict[str, Path], pki: PKI, stack: ExitStack, tmp: Path, hsm: dict[str, str] | None = None
+    ) -> None:
+        self._hsm = hsm
         self.f = files
         self.pki = pki
         self._stack = stack
@@ -155,6 +160,12 @@ class Ctx:
         if key is not None:
             args += ["--private-key", str(self.f.get(key, key))]
         return [*args, *ARN_ARGS, "--endpoint", endpoint or closed_port_url(), *map(str, extra)]
+
+    def mode(
+        self, command: str, cert: str = "cert", key: str = "key", *extra: object, endpoint: str | None = None
+    ) -> list[str]:
+        """``serve`` or ``update`` with the same identity and request flags as ``cp``."""
+        return [command, *self.cp(cert, key, *extra, endpoint=endpoint)[1:]]
 
     def cp_arns(self, anchor: str, profile: str, role: str, *extra: object) -> list[str]:
         return [
@@ -169,6 +180,26 @@ class Ctx:
             profile,
             "--role-arn",
             role,
+            "--endpoint",
+            closed_port_url(),
+            *map(str, extra),
+        ]
+
+    @property
+    def hsm(self) -> dict[str, str]:
+        """The SoftHSM2 token of this module (``module``, ``conf``, ``pin``, ``bad_pin`` paths)."""
+        if self._hsm is None:
+            pytest.skip("softhsm2 and opensc are needed for the PKCS#11 cases")
+        return self._hsm
+
+    def p11(self, uri: str, *extra: object) -> list[str]:
+        return [
+            "credential-process",
+            "--pkcs11-uri",
+            uri,
+            "--pkcs11-lib",
+            self.hsm["module"],
+            *ARN_ARGS,
             "--endpoint",
             closed_port_url(),
             *map(str, extra),
@@ -196,10 +227,73 @@ class Ctx:
         return ep
 
 
+@pytest.fixture(scope="module")
+def hsm_token(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str] | None:
+    """One SoftHSM2 token ('mx', PIN 1234) with a key and certificate, or None without softhsm2."""
+    module = next(
+        (
+            p
+            for p in ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
+            if os.path.exists(p)
+        ),
+        None,
+    )
+    if module is None or not shutil.which("softhsm2-util") or not shutil.which("pkcs11-tool"):
+        return None
+    base = tmp_path_factory.mktemp("matrix-hsm")
+    (base / "tokens").mkdir()
+    conf = base / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
+    leaf = pki.leaf("ec-p256", cn="matrix token")
+    (base / "k.pem").write_bytes(leaf.key_pem())
+    (base / "c.der").write_bytes(leaf.der)
+    for cmd in (
+        ["softhsm2-util", "--init-token", "--free", "--label", "mx", "--so-pin", "5678", "--pin", "1234"],
+        [
+            "softhsm2-util",
+            "--import",
+            str(base / "k.pem"),
+            "--token",
+            "mx",
+            "--label",
+            "k",
+            "--id",
+            "01",
+            "--pin",
+            "1234",
+        ],
+        [
+            "pkcs11-tool",
+            "--module",
+            module,
+            "--token-label",
+            "mx",
+            "--login",
+            "--pin",
+            "1234",
+            "--write-object",
+            str(base / "c.der"),
+            "--type",
+            "cert",
+            "--label",
+            "k",
+            "--id",
+            "01",
+        ],
+    ):
+        subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=60)
+    (base / "pin").write_text("1234\n")
+    (base / "bad-pin").write_text("0000\n")
+    return {"module": module, "conf": str(conf), "pin": str(base / "pin"), "bad_pin": str(base / "bad-pin")}
+
+
 @pytest.fixture
-def ctx(kit: dict[str, Path], pki: PKI, tmp_path: Path) -> Iterator[Ctx]:
+def ctx(kit: dict[str, Path], pki: PKI, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ctx]:
+    needs_hsm = "pkcs11 token" in request.node.name
+    hsm = request.getfixturevalue("hsm_token") if needs_hsm else None
     with ExitStack() as stack:
-        yield Ctx(kit, pki, stack, tmp_path)
+        yield Ctx(kit, pki, stack, tmp_path, hsm)
 
 
 @dataclass(frozen=True)
@@ -210,6 +304,8 @@ class Case:
     code: int = 1
     env: dict[str, str] | None = None
     stdin: bytes | None = None
+    #: environment computed from the context (e.g. a SoftHSM2 configuration)
+    env_of: Callable[[Ctx], dict[str, str]] | None = None
     #: the whole run must end within this many seconds (bounded retries and timeouts)
     within: float = 30.0
 
@@ -548,6 +644,199 @@ CASES: list[Case] = [
         "invalid choice",
         code=2,
     ),
+    # --- serve and update (long-running modes: every refusal comes before listening/writing) ---
+    Case("serve port 0", lambda c: c.mode("serve", "cert", "key", "--port", "0"), "--port 0 is out of range", 2),
+    Case("serve hop limit 0", lambda c: c.mode("serve", "cert", "key", "--hop-limit", "0"), "out of range", 2),
+    Case("serve bind not an IP", lambda c: c.mode("serve", "cert", "key", "--bind", "nope"), "not an IP address", 2),
+    Case(
+        "serve bind non-loopback without --allow-remote",
+        lambda c: c.mode("serve", "cert", "key", "--bind", "192.0.2.1"),
+        "not a loopback address",
+        2,
+    ),
+    Case("serve expired cert", lambda c: c.mode("serve", "expired_cert", "expired_key"), "expired on"),
+    Case("serve mismatched key", lambda c: c.mode("serve", "cert", "other_key"), "does not match certificate"),
+    Case("serve endpoint down at start", lambda c: c.mode("serve", "cert", "key", "--port", free_port()), "refused"),
+    Case(
+        "serve endpoint refuses at start",
+        lambda c: c.mode(
+            "serve",
+            "cert",
+            "key",
+            "--port",
+            free_port(),
+            endpoint=c.scripted(aws_error(403, "AccessDeniedException", "Untrusted signing certificate")).url,
+        ),
+        "AccessDeniedException",
+    ),
+    Case(
+        "serve container token file under a file",
+        lambda c: c.mode("serve", "cert", "key", "--port", free_port(), "--container-token-file", "/etc/hostname/t"),
+        "is not a directory",
+    ),
+    Case("update bad profile name", lambda c: c.mode("update", "cert", "key", "--profile", "a]b"), "profile name", 2),
+    Case(
+        "update credentials file is a directory",
+        lambda c: c.mode("update", "cert", "key", "--once"),
+        "is a directory",
+        env={"AWS_SHARED_CREDENTIALS_FILE": "/tmp"},
+    ),
+    Case(
+        "update credentials file under a file",
+        lambda c: c.mode("update", "cert", "key", "--once"),
+        "is not a directory",
+        env={"AWS_SHARED_CREDENTIALS_FILE": "/etc/hostname/credentials"},
+    ),
+    Case("update key is a cert", lambda c: c.mode("update", "cert", "cert", "--once"), "holds a certificate"),
+    Case(
+        "update endpoint 404",
+        lambda c: c.mode(
+            "update",
+            "cert",
+            "key",
+            "--once",
+            endpoint=c.scripted(aws_error(404, "ResourceNotFoundException", "Profile not found")).url,
+        ),
+        "Profile not found",
+    ),
+    # --- generate-key, csr, doctor -----------------------------------------------------------------
+    Case("generate-key nowhere to put it", lambda c: ["generate-key"], "say where to create the key", 2),
+    Case(
+        "generate-key output exists",
+        lambda c: ["generate-key", "--output", str(c.f["key"])],
+        "already exists; refusing to overwrite",
+    ),
+    Case(
+        "generate-key unknown key type",
+        lambda c: ["generate-key", "--key-type", "dsa", "--output", str(c.tmp / "k.pem")],
+        "invalid choice",
+        2,
+    ),
+    Case(
+        "generate-key handle outside the owner range",
+        lambda c: ["generate-key", "--tpm", "--persistent-handle", "0x1234"],
+        "not an owner-hierarchy persistent handle",
+        2,
+    ),
+    Case(
+        "generate-key handle without --tpm",
+        lambda c: ["generate-key", "--persistent-handle", "0x81000001", "--output", str(c.tmp / "k.pem")],
+        "needs --tpm",
+        2,
+    ),
+    Case(
+        "generate-key with --certificate",
+        lambda c: ["generate-key", "--certificate", str(c.f["cert"]), "--output", str(c.tmp / "k.pem")],
+        "does not apply to generate-key",
+        2,
+    ),
+    Case(
+        "generate-key --encrypt without a terminal",
+        lambda c: ["generate-key", "--encrypt", "--output", str(c.tmp / "k.pem")],
+        "no terminal",
+        within=10,
+    ),
+    Case("csr no key", lambda c: ["csr", "--subject", "CN=x"], "--private-key is required", 2),
+    Case(
+        "csr subject without =",
+        lambda c: ["csr", "--private-key", str(c.f["key"]), "--subject", "CN"],
+        "has no '='",
+    ),
+    Case(
+        "csr unknown subject attribute",
+        lambda c: ["csr", "--private-key", str(c.f["key"]), "--subject", "CN=a,XX=b"],
+        "unknown attribute type 'XX'",
+    ),
+    Case(
+        "csr key is a certificate",
+        lambda c: ["csr", "--private-key", str(c.f["cert"]), "--subject", "CN=x"],
+        "holds a certificate",
+    ),
+    Case(
+        "csr output exists",
+        lambda c: ["csr", "--private-key", str(c.f["key"]), "--subject", "CN=x", "--output", str(c.f["cert"])],
+        "already exists",
+        2,
+    ),
+    Case(
+        "csr renewal with a mismatched key",
+        lambda c: ["csr", "--certificate", str(c.f["cert"]), "--private-key", str(c.f["other_key"])],
+        "does not match",
+    ),
+    Case("doctor with nothing to check", lambda c: ["doctor"], "nothing to check", 2),
+    # --- PKCS#11 and TPM refusals (each backend's own tests cover them all; a few here) ----------
+    Case(
+        "pkcs11 URI with a broken escape",
+        lambda c: ["credential-process", "--pkcs11-uri", "pkcs11:object=%zz", *ARN_ARGS],
+        "malformed percent-encoding",
+    ),
+    Case(
+        "pkcs11 URI with an unknown attribute",
+        lambda c: ["credential-process", "--pkcs11-uri", "pkcs11:label=k", *ARN_ARGS],
+        "unknown path attribute 'label'",
+    ),
+    Case(
+        "pkcs11 URI with pin-value and pin-source",
+        lambda c: ["credential-process", "--pkcs11-uri", "pkcs11:object=k?pin-value=1&pin-source=file:/p", *ARN_ARGS],
+        "both pin-value and pin-source",
+    ),
+    Case(
+        "pkcs11 module missing",
+        lambda c: [
+            "credential-process",
+            "--pkcs11-uri",
+            "pkcs11:object=k",
+            "--pkcs11-lib",
+            "/nonexistent/p11.so",
+            *ARN_ARGS,
+        ],
+        "/nonexistent/p11.so (--pkcs11-lib) does not exist",
+    ),
+    Case(
+        "pkcs11 token wrong PIN",
+        lambda c: c.p11(f"pkcs11:token=mx;object=k?pin-source=file:{c.hsm['bad_pin']}"),
+        "wrong PIN for token 'mx'",
+        env_of=lambda c: {"SOFTHSM2_CONF": c.hsm["conf"]},
+    ),
+    Case(
+        "pkcs11 token not present",
+        lambda c: c.p11(f"pkcs11:token=nope;object=k?pin-source=file:{c.hsm['pin']}"),
+        "no token matches",
+        env_of=lambda c: {"SOFTHSM2_CONF": c.hsm["conf"]},
+    ),
+    Case(
+        "pkcs11 token object not there",
+        lambda c: c.p11(f"pkcs11:token=mx;object=missing?pin-source=file:{c.hsm['pin']}"),
+        "missing",
+        env_of=lambda c: {"SOFTHSM2_CONF": c.hsm["conf"]},
+    ),
+    Case(
+        "pkcs11 token PIN needed, no terminal",
+        lambda c: c.p11("pkcs11:token=mx;object=k"),
+        "no terminal",
+        env_of=lambda c: {"SOFTHSM2_CONF": c.hsm["conf"]},
+        within=10,
+    ),
+    Case(
+        "pkcs11 token PIN file missing",
+        lambda c: c.p11("pkcs11:token=mx;object=k?pin-source=file:/nonexistent/pin"),
+        "does not exist",
+        env_of=lambda c: {"SOFTHSM2_CONF": c.hsm["conf"]},
+    ),
+    Case("tpm handle not hex", lambda c: c.cp("cert", "handle:0xZZ"), "not a hexadecimal number"),
+    Case(
+        "tpm simulator not running",
+        lambda c: c.cp(
+            "cert", "handle:0x81000001", "--no-tpm-key-password", "--tcti", f"swtpm:host=127.0.0.1,port={free_port()}"
+        ),
+        "cannot connect to the TPM simulator",
+    ),
+    Case(
+        "tpm unknown TCTI",
+        lambda c: c.cp("cert", "handle:0x81000001", "--no-tpm-key-password", "--tcti", "bogus:x"),
+        "unknown TCTI 'bogus'",
+    ),
+    Case("tpm TSS2 file damaged", lambda c: c.cp("cert", "bad_tss2"), "is damaged"),
     Case("version with an argument", lambda c: ["version", "--frobnicate"], "unrecognized arguments", code=2),
     Case("unknown command", lambda c: ["sign-everything"], "invalid choice", code=2),
 ]
@@ -556,8 +845,9 @@ CASES: list[Case] = [
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(ctx: Ctx, case: Case) -> None:
     args = case.args(ctx)
+    env = {**(case.env or {}), **(case.env_of(ctx) if case.env_of else {})}
     started = time.monotonic()
-    proc = run_cli(args, env=case.env, input=case.stdin, timeout=case.within + 30)
+    proc = run_cli(args, env=env, input=case.stdin, timeout=case.within + 30)
     elapsed = time.monotonic() - started
     assert_one_line_error(proc, case.phrase, case.code)
     assert elapsed < case.within, f"took {elapsed:.1f}s"
@@ -574,7 +864,18 @@ def test_matrix_covers_every_command() -> None:
             used.add(case.args(ctx)[0])
         except Exception:
             used.add("credential-process")
-    assert {"credential-process", "sign-string", "read-certificate-data", "local-endpoint", "version"} <= used
+    assert {
+        "credential-process",
+        "sign-string",
+        "read-certificate-data",
+        "local-endpoint",
+        "version",
+        "serve",
+        "update",
+        "generate-key",
+        "csr",
+        "doctor",
+    } <= used
 
 
 class _AnyPath(dict):  # type: ignore[type-arg]

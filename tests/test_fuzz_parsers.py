@@ -242,3 +242,74 @@ def test_credentials_editor_changes_only_the_target_keys(
         assert re.search(rb"(?<!\r)\n", after_bytes) is None
     # editing again with the same values is a no-op
     assert credfile.update_profile(after_bytes, profile, wanted) == after_bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# TSS2 PRIVATE KEY files
+
+tss2 = pytest.importorskip("rolesanywhere_signer.tss2")
+
+
+def _tpm2b(data: bytes) -> bytes:
+    return len(data).to_bytes(2, "big") + data
+
+
+@st.composite
+def tss2_keys(draw: st.DrawFn) -> object:
+    return tss2.Tss2Key(
+        public=_tpm2b(draw(st.binary(max_size=300))),
+        private=_tpm2b(draw(st.binary(max_size=200))),
+        parent=draw(st.sampled_from([tss2.RH_OWNER, 0x81000001]) | st.integers(0, 0xFFFFFFFF)),
+        empty_auth=draw(st.booleans()),
+        rsa_parent=draw(st.booleans()),
+        description=draw(st.none() | st.text(max_size=40)),
+    )
+
+
+@_FUZZ
+@given(key=tss2_keys())
+def test_tss2_round_trip(key: object) -> None:
+    assert tss2.decode_der(tss2.encode_der(key), "k.tss2") == key
+    assert tss2.parse_pem(tss2.to_pem(key), "k.tss2") == key
+    assert "private=" not in repr(key)  # the wrapped private area stays out of logs too
+
+
+@_FUZZ
+@given(
+    key=tss2_keys(),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
+    cut=st.none() | st.integers(0, 10_000),
+)
+def test_tss2_damaged_files_raise_only_our_errors(key: object, edits: list[tuple[int, int]], cut: int | None) -> None:
+    der = bytearray(tss2.encode_der(key))
+    for pos, value in edits:
+        der[pos % len(der)] = value
+    data = bytes(der if cut is None else der[: cut % (len(der) + 1)])
+    for attempt in (lambda: tss2.decode_der(data, "k.tss2"), lambda: tss2.parse_pem(_pem(data), "k.tss2")):
+        try:
+            attempt()
+        except SignerError as e:
+            message = e.diagnostics()
+        else:
+            continue
+        assert "\n" not in message
+
+
+@_FUZZ
+@given(data=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_tss2_random_input_raises_only_our_errors(data: bytes) -> None:
+    for blob in (data, _pem(data), b"-----BEGIN TSS2 PRIVATE KEY-----\n" + data):
+        try:
+            tss2.parse_pem(blob, "k.tss2")
+        except SignerError:
+            pass
+    try:
+        tss2.decode_der(data, "k.tss2")
+    except SignerError:
+        pass
+
+
+def _pem(der: bytes) -> bytes:
+    import base64
+
+    return b"-----BEGIN TSS2 PRIVATE KEY-----\n" + base64.encodebytes(der) + b"-----END TSS2 PRIVATE KEY-----\n"

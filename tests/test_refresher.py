@@ -347,3 +347,23 @@ def test_a_broken_signer_is_replaced_not_fatal(identity: IdentityOptions, ep: Lo
     creds = r.get()  # the first signer breaks; the same attempt opens the key again and succeeds
     assert creds is not None and len(opened) == 2 and r.attempts == 1
     r.close()
+
+
+def test_reload_after_a_refused_password_tries_once_more_only(
+    pki: PKI, tmp_path: Path, ep: LocalEndpoint, clock: FakeClock
+) -> None:
+    leaf = pki.leaf()
+    cert, key = tmp_path / "l.crt", tmp_path / "l.key"
+    cert.write_bytes(leaf.pem)
+    key.write_bytes(leaf.key_pem(password=b"right"))
+    ident = IdentityOptions(certificate=str(cert), private_key=str(key), pkcs8_password=Secret("n0t-the-Pa55"))
+    r = make(ident, ep, clock)
+    with pytest.raises(SecretError):
+        r.get()
+    r.reload()  # SIGHUP: one new attempt (the password source may have been fixed)...
+    r.tick()
+    assert r.attempts == 2
+    for _ in range(5):  # ...but a refused one is not tried again on its own
+        clock.advance(600)
+        r.tick()
+    assert r.attempts == 2

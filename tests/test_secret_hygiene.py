@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import pickle
 import re
 import signal
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -397,7 +399,7 @@ def test_option_records_are_redacted() -> None:
         tpm_key_password=Secret("tpm-" + PASSWORD),
     )
     text = _printed(ident)
-    assert PASSWORD not in text
+    assert PASSWORD not in text and "123456" not in text
     assert "123456" not in ident.key_source()
     assert redact_pkcs11_uri("pkcs11:object=k?pin-value=99887766&module-path=/x") == (
         "pkcs11:object=k?pin-value=********&module-path=/x"
@@ -450,3 +452,205 @@ def test_refresher_is_redacted(enc_files: tuple[Path, Path], endpoint: LocalEndp
 
 def _later() -> datetime:
     return datetime.now(timezone.utc) + timedelta(hours=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# PINs (SoftHSM2) and TPM key passwords (swtpm): the same search with real key stores
+
+HYG_PIN = "73915-Pin-Hyg"
+TPM_PASSWORD = "Tpm-Hyg-Pass-48213"
+
+
+@pytest.fixture(scope="module")
+def token(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A SoftHSM2 token with our own distinctive PIN, holding a key and its certificate."""
+    import shutil
+
+    from cryptography.hazmat.primitives import serialization
+
+    module = next(
+        (
+            p
+            for p in ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
+            if Path(p).exists()
+        ),
+        None,
+    )
+    if module is None or not shutil.which("softhsm2-util") or not shutil.which("pkcs11-tool"):
+        pytest.skip("softhsm2 and opensc are needed (scripts/install-system.sh)")
+    pytest.importorskip("pkcs11")
+    base = tmp_path_factory.mktemp("hyg-hsm")
+    (base / "tokens").mkdir()
+    conf = base / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
+
+    def run(*args: str) -> None:
+        subprocess.run(args, env=env, check=True, capture_output=True, timeout=60)
+
+    leaf = pki.leaf("ec-p256", cn="hygiene token")
+    key_pem = base / "k.pem"
+    key_pem.write_bytes(leaf.key_pem())
+    cert_der = base / "c.der"
+    cert_der.write_bytes(leaf.cert.public_bytes(serialization.Encoding.DER))
+    run("softhsm2-util", "--init-token", "--free", "--label", "hyg", "--so-pin", "5678-so", "--pin", HYG_PIN)
+    run("softhsm2-util", "--import", str(key_pem), "--token", "hyg", "--label", "k", "--id", "01", "--pin", HYG_PIN)
+    key_pem.unlink()
+    run(
+        "pkcs11-tool",
+        "--module",
+        module,
+        "--token-label",
+        "hyg",
+        "--login",
+        "--pin",
+        HYG_PIN,
+        "--write-object",
+        str(cert_der),
+        "--type",
+        "cert",
+        "--label",
+        "k",
+        "--id",
+        "01",
+    )
+    pin_file = base / "pin"
+    pin_file.write_text(HYG_PIN + "\n")
+    pin_file.chmod(0o600)
+    return {"module": module, "env": {"SOFTHSM2_CONF": str(conf)}, "pin_file": pin_file, "base": base}
+
+
+def test_pkcs11_pin_never_logged(token: dict[str, Any], endpoint: LocalEndpoint) -> None:
+    uri = f"pkcs11:token=hyg;object=k?pin-source=file:{token['pin_file']}"
+    base = ["credential-process", "--pkcs11-uri", uri, "--pkcs11-lib", token["module"], *ARN_ARGS]
+    proc = run_cli([*base, "--endpoint", endpoint.url, "--debug"], env=token["env"])
+    assert proc.returncode == 0, proc.stderr
+    assert "debug" in proc.stderr
+    assert_clean(proc.stderr, [HYG_PIN, *creds_secrets(json.loads(proc.stdout))])
+    # a PIN in the URI on the command line: accepted, warned about, never echoed
+    uri_value = f"pkcs11:token=hyg;object=k?pin-value={HYG_PIN}"
+    proc = run_cli(
+        [
+            "credential-process",
+            "--pkcs11-uri",
+            uri_value,
+            "--pkcs11-lib",
+            token["module"],
+            *ARN_ARGS,
+            "--endpoint",
+            endpoint.url,
+            "--debug",
+        ],
+        env=token["env"],
+    )
+    assert proc.returncode == 0, proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if ": warning: " in ln]
+    assert any("pin-value" in w and "pin-source" in w for w in warnings), proc.stderr
+    assert_clean(proc.stderr, [HYG_PIN])
+    # a wrong PIN, with --debug tracebacks on: neither PIN appears
+    wrong = token["base"] / "wrong-pin"
+    wrong.write_text("91827-Wrong-Pin\n")
+    proc = run_cli(
+        [
+            "credential-process",
+            "--pkcs11-uri",
+            f"pkcs11:token=hyg;object=k?pin-source=file:{wrong}",
+            "--pkcs11-lib",
+            token["module"],
+            *ARN_ARGS,
+            "--endpoint",
+            endpoint.url,
+            "--debug",
+        ],
+        env=token["env"],
+    )
+    assert proc.returncode != 0
+    assert_clean(proc.stderr, [HYG_PIN, "91827-Wrong-Pin"])
+    # the PIN from the environment, through serve-like reuse: sign-string too
+    proc = run_cli(
+        [
+            "sign-string",
+            "--pkcs11-uri",
+            f"pkcs11:token=hyg;object=k?pin-source=file:{token['pin_file']}",
+            "--pkcs11-lib",
+            token["module"],
+            "--debug",
+        ],
+        env=token["env"],
+        input=b"x",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_clean(proc.stderr, [HYG_PIN])
+
+
+def test_pkcs11_signer_repr_is_redacted(token: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from rolesanywhere_signer.backends import load_signer
+
+    monkeypatch.setenv("SOFTHSM2_CONF", token["env"]["SOFTHSM2_CONF"])
+    import pkcs11
+
+    pkcs11.unload(token["module"])  # SoftHSM reads its configuration at C_Initialize
+    opts = IdentityOptions(pkcs11_uri=f"pkcs11:token=hyg;object=k?pin-value={HYG_PIN}", pkcs11_lib=token["module"])
+    assert HYG_PIN not in _printed(opts) and HYG_PIN not in opts.key_source()
+    signer = load_signer(opts)
+    try:
+        assert HYG_PIN not in _printed(signer)
+    finally:
+        signer.close()
+        pkcs11.unload(token["module"])
+
+
+@pytest.fixture(scope="module")
+def tpm_key(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    import shutil
+
+    if not (shutil.which("swtpm") and shutil.which("tpm2_createprimary") and shutil.which("openssl")):
+        pytest.skip("swtpm and tpm2-tools are needed (scripts/install-system.sh)")
+    pytest.importorskip("tpm2_pytss")
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from support.pki import issue
+    from tpm.swtpm import Swtpm
+
+    base = tmp_path_factory.mktemp("hyg-tpm")
+    tpm = Swtpm(base)
+    try:
+        key = tpm.openssl_key(base / "k.tss2", "ec:P-256", password=TPM_PASSWORD)
+        leaf = issue("hygiene tpm", issuer=pki.root, public_key=load_pem_public_key(tpm.public_pem(key, TPM_PASSWORD)))
+        cert = base / "k.crt"
+        cert.write_bytes(leaf.pem)
+        yield {"key": key, "cert": cert, "tcti": tpm.tcti, "base": base}
+    finally:
+        tpm.stop()
+
+
+def test_tpm_key_password_never_logged(tpm_key: dict[str, Any], endpoint: LocalEndpoint) -> None:
+    base = [
+        "credential-process",
+        "--certificate",
+        tpm_key["cert"],
+        "--private-key",
+        tpm_key["key"],
+        "--tcti",
+        tpm_key["tcti"],
+        *ARN_ARGS,
+        "--endpoint",
+        endpoint.url,
+        "--debug",
+    ]
+    proc = run_cli(base, env={"ROLESANYWHERE_SIGNER_TPM_KEY_PASSWORD": TPM_PASSWORD})
+    assert proc.returncode == 0, proc.stderr
+    assert_clean(proc.stderr, [TPM_PASSWORD, *creds_secrets(json.loads(proc.stdout))])
+    pw_file = tpm_key["base"] / "pw"
+    pw_file.write_text(TPM_PASSWORD + "\n")
+    proc = run_cli([*base, "--tpm-key-password-file", pw_file])
+    assert proc.returncode == 0, proc.stderr
+    assert_clean(proc.stderr, [TPM_PASSWORD])
+    proc = run_cli([*base, "--tpm-key-password", TPM_PASSWORD])
+    assert proc.returncode == 0, proc.stderr
+    assert any("--tpm-key-password-file" in ln for ln in proc.stderr.splitlines() if ": warning: " in ln)
+    assert_clean(proc.stderr, [TPM_PASSWORD])
+    wrong = "Wrong-Tpm-Pass-5521"
+    proc = run_cli(base, env={"ROLESANYWHERE_SIGNER_TPM_KEY_PASSWORD": wrong})
+    assert proc.returncode != 0
+    assert_clean(proc.stderr, [TPM_PASSWORD, wrong])

@@ -139,6 +139,10 @@ class _Server(ThreadingHTTPServer):
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         super().server_bind()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that hangs up mid-answer is routine; never print a traceback to the service log
+        log.debug("connection from %s ended with an error", client_address[0] if client_address else "?")
+
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, addr = super().get_request()
         self.app.set_hop_limit(conn, self.address_family)
@@ -148,8 +152,13 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes; with Nagle on, a keep-alive client (botocore's
+    # PUT-then-GET) waits ~40 ms for the delayed ACK on every answer
+    disable_nagle_algorithm = True
     server_version = "rolesanywhere-signer"
     sys_version = ""
+    #: idle keep-alive connections and slow senders are dropped after this many seconds
+    timeout = 10
 
     def log_message(self, format: str, *args: Any) -> None:
         # the request line carries no token (tokens travel in headers, which are never logged)
@@ -186,6 +195,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         if length and length.isdigit() and int(length) <= 65536:
             self.rfile.read(int(length))
+        elif length or self.headers.get("Transfer-Encoding"):
+            self.close_connection = True  # a body we will not read: do not reuse the connection
 
     def do_PUT(self) -> None:
         self._drain()
@@ -201,6 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, self.server.app.tokens.issue(int(ttl_text)))
 
     def do_GET(self) -> None:
+        self._drain()
         if not self._guard():
             return
         app = self.server.app

@@ -30,6 +30,19 @@ class IdentityOptions:
     no_tpm_key_password: bool = False
     tcti: str | None = None
 
+    def __repr__(self) -> str:
+        # a pkcs11: URI may carry pin-value: shown masked, like the Secret fields are left out
+        from dataclasses import fields
+
+        shown = []
+        for f in fields(self):
+            if f.repr:
+                value = getattr(self, f.name)
+                if isinstance(value, str) and value.lower().startswith("pkcs11:"):
+                    value = redact_pkcs11_uri(value)
+                shown.append(f"{f.name}={value!r}")
+        return f"IdentityOptions({', '.join(shown)})"
+
     def key_source(self) -> str:
         """A printable name of where the key is (never a secret)."""
         return self.pkcs11_uri_redacted() or self.private_key or self.certificate or "(none)"

@@ -279,6 +279,8 @@ class Refresher:
                 self._failures += 1
                 self._last_error = e
                 self._fatal = fatal
+                if fatal:
+                    self._reload = False  # a reload that met a refused PIN must not try it again
                 self._next_attempt = self._clock() + timedelta(seconds=self._backoff())
             # one line per failed attempt; the error text never carries a secret
             log.warning(

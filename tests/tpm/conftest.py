@@ -17,7 +17,7 @@ if not (shutil.which("swtpm") and shutil.which("tpm2_createprimary") and shutil.
     pytest.skip("swtpm and tpm2-tools are needed (scripts/install-system.sh)", allow_module_level=True)
 pytest.importorskip("tpm2_pytss")
 
-PASSWORD = "tpm-key-pass"
+PASSWORD = "s3cret-tpm-pw"
 
 
 @dataclass
@@ -45,6 +45,8 @@ def fresh_tpm(tmp_path: Path) -> Iterator[Swtpm]:
     tpm = Swtpm(tmp_path / "tpm")
     try:
         yield tpm
+        left = tpm.transient_handles()
+        assert left == [], f"transient objects left in the TPM: {left}"
     finally:
         tpm.stop()
 
@@ -53,14 +55,11 @@ def fresh_tpm(tmp_path: Path) -> Iterator[Swtpm]:
 def _no_leaked_objects(request: pytest.FixtureRequest) -> Iterator[None]:
     """After each test the TPMs hold no transient object: swtpm has only three slots."""
     yield
-    for name in ("swtpm", "fresh_tpm"):
-        if name in request.fixturenames:
-            tpm: Swtpm = request.getfixturevalue(name)
-            if tpm.proc is None:
-                continue
-            left = tpm.transient_handles()
-            tpm.flush_all()
-            assert left == [], f"transient objects left in the TPM: {left}"
+    if "swtpm" in request.fixturenames:
+        tpm: Swtpm = request.getfixturevalue("swtpm")
+        left = tpm.transient_handles()
+        tpm.flush_all()
+        assert left == [], f"transient objects left in the TPM: {left}"
 
 
 def _certify(pki: PKI, name: str, public_pem: bytes) -> tuple[Issued, Path]:
@@ -91,11 +90,11 @@ def keys(swtpm: Swtpm, pki: PKI) -> dict[str, Key]:
     pub, priv = swtpm.tools_key("tools-rsa-handle", alg="rsa2048", password=PASSWORD)
     handle = swtpm.persist(pub, priv, "0x81000010")
     swtpm.run("tpm2_readpublic", "-c", handle, "-f", "pem", "-o", base / "h.pem")
-    add("tools-handle", f"handle:{handle}", (base / "h.pem").read_bytes(), PASSWORD)
+    add("tools-rsa-handle", f"handle:{handle}", (base / "h.pem").read_bytes(), PASSWORD)
     pub, priv = swtpm.tools_key("tools-nopw-handle")
     handle = swtpm.persist(pub, priv, "0x81000011")
     swtpm.run("tpm2_readpublic", "-c", handle, "-f", "pem", "-o", base / "h2.pem")
-    add("tools-handle-nopw", f"handle:{handle[2:]}", (base / "h2.pem").read_bytes())  # without 0x
+    add("tools-ec-handle", f"handle:{handle[2:]}", (base / "h2.pem").read_bytes())  # without 0x
     path = _pytss_key(swtpm, base / "pytss.tss")
     add("pytss-ec", str(path), swtpm.public_pem(path))
     swtpm.flush_all()

@@ -85,11 +85,13 @@ class Swtpm:
         return proc
 
     def transient_handles(self) -> list[str]:
-        out = self.run("tpm2_getcap", "handles-transient").stdout
+        """Transient objects and loaded sessions."""
+        out = self.run("tpm2_getcap", "handles-transient").stdout + self.run("tpm2_getcap", "handles-loaded-session").stdout
         return [ln.strip("- ").strip() for ln in out.splitlines() if ln.strip()]
 
     def flush_all(self) -> None:
         self.run("tpm2_flushcontext", "-t")
+        self.run("tpm2_flushcontext", "-l")
 
     def clear_lockout(self) -> None:
         self.run("tpm2_dictionarylockout", "--clear-lockout")
@@ -138,6 +140,7 @@ class Swtpm:
         for flag in ([], ["-p"]):
             out.unlink(missing_ok=True)
             self.run("tpm2_encodeobject", "-C", parent, "-u", pub, "-r", priv, "-o", out, *flag)
+            self.flush_all()  # tpm2_encodeobject 5.4 leaves its session loaded
             if parse_pem(out.read_bytes(), str(out)).empty_auth is not password:
                 return out
         raise AssertionError("tpm2_encodeobject never wrote the right emptyAuth")

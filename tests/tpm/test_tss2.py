@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -107,11 +108,11 @@ def test_pem_errors() -> None:
 
 
 def test_reads_what_openssl_tpm2_provider_writes(keys) -> None:  # type: ignore[no-untyped-def]
-    with_pw = parse_pem(open(keys["openssl-rsa-pw"].arg, "rb").read(), "k")
+    with_pw = parse_pem(Path(keys["openssl-rsa-pw"].arg).read_bytes(), "k")
     assert with_pw.empty_auth is False and with_pw.parent == RH_OWNER
-    without = parse_pem(open(keys["openssl-ec"].arg, "rb").read(), "k")
+    without = parse_pem(Path(keys["openssl-ec"].arg).read_bytes(), "k")
     assert without.empty_auth is True
-    tools = parse_pem(open(keys["tools-ec"].arg, "rb").read(), "k")
+    tools = parse_pem(Path(keys["tools-ec"].arg).read_bytes(), "k")
     assert tools.parent == 0x81000001
     # the writer reproduces the same key for a reader that re-encodes
     assert parse_pem(to_pem(without), "k") == without

@@ -23,13 +23,14 @@ def register(sub: Any, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import os
     import threading
 
     from ..arn import validate_request
     from ..cliargs import identity_from_args, request_from_args
     from ..credfile import check_profile_name, credentials_path, locked, prepare_directory, resolve_target
     from ..credfile import write_credentials as write
-    from ..errors import SignerError
+    from ..errors import InputError, SignerError
     from ..refresher import MAX_SLEEP, Refresher, handle_signals
 
     log = logging.getLogger("rolesanywhere_signer.update")
@@ -39,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
     validate_request(request)
     path = credentials_path()
     target = resolve_target(path)
+    if os.path.isdir(target.path):  # before the lock file appears beside it, and before any PIN prompt
+        raise InputError(f"credentials file {path} is a directory", hint="set AWS_SHARED_CREDENTIALS_FILE to a file")
     prepare_directory(target.directory)  # an unusable directory fails before any PIN prompt
-    with locked(target, timeout=1.0):
+    with locked(target):  # the lock file can be created: the directory is writable
         pass
     refresher = Refresher(identity, request, timeout=args.timeout)
     stop = threading.Event()
