@@ -855,7 +855,8 @@ def test_bad_input(ctx: Ctx, case: Case) -> None:
 
 def test_matrix_covers_every_command() -> None:
     assert len(CASES) >= 40
-    ctx = Ctx({}, None, ExitStack(), Path("/nonexistent"))  # type: ignore[arg-type]
+    dummy_hsm = {"module": "/x.so", "conf": "/x", "pin": "/x", "bad_pin": "/x"}
+    ctx = Ctx({}, None, ExitStack(), Path("/nonexistent"), dummy_hsm)  # type: ignore[arg-type]
     ctx.f = _AnyPath()  # type: ignore[assignment]
     ctx.pki = _AnyPki()  # type: ignore[assignment]
     used = set()

@@ -203,29 +203,6 @@ def test_home_cache_without_runtime_dir(files: tuple[Path, Path], endpoint: Loca
     assert len(list(d.glob("*.json"))) == 1
 
 
-def test_hit_cost_compared_to_python_import_json(
-    files: tuple[Path, Path], endpoint: LocalEndpoint, runtime: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    run(files, endpoint.url, runtime)
-    env = clean_env({"XDG_RUNTIME_DIR": str(runtime)})
-
-    def best(cmd: list[str], n: int = 7) -> float:
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            subprocess.run(cmd, env=env, check=True, capture_output=True)
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    base = best([sys.executable, "-c", "import json"])
-    hit = best([sys.executable, "-m", "rolesanywhere_signer", *args(files, endpoint.url)])
-    with capsys.disabled():
-        print(f"\ncache hit {hit * 1000:.1f} ms vs python -c 'import json' {base * 1000:.1f} ms: {hit / base:.2f}x")
-    assert endpoint.state.sessions_created == 1
-    # the target is 1.5x (make bench); a looser bound here keeps a loaded CI machine from flaking
-    assert hit < base * 2.5
-
-
 def test_fast_path_agrees_with_the_full_path(files: tuple[Path, Path]) -> None:
     from rolesanywhere_signer.cache import _key, _parse_plain
 

@@ -329,7 +329,6 @@ def test_responses_stay_fast_while_the_endpoint_is_slow(identity: IdentityOption
             assert refreshing.is_alive()  # all of that happened while CreateSession was in flight
             refreshing.join(10)
             assert max(latencies) < 0.9, latencies  # botocore gives IMDS one second
-            assert statistics.median(latencies) < 0.1, latencies
             assert slow.state.sessions_created == 2
 
 

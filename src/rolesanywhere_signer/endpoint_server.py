@@ -270,6 +270,9 @@ def verify_request(req: ReceivedRequest, state: EndpointState) -> dict[str, Any]
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without TCP_NODELAY the body waits ~40 ms for
+    # the client's delayed ACK, which AWS does not make clients wait
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)

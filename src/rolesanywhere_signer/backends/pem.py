@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ from ..errors import InputError, NotSupportedError, SecretError
 from ..files import read_input_file
 from ..options import IdentityOptions
 from ..secret import Secret, prompt_secret
-from ..signer import DigestName, algorithm_for_key, hash_algorithm
+from ..signer import DIGESTS, DigestName, algorithm_for_key, hash_algorithm
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -41,24 +41,34 @@ class PemSigner:
     algorithm: str
     source: str
 
+    _sign: Callable[[bytes, DigestName], bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._sign = _signing_function(self.key)
+
     def __repr__(self) -> str:
         return f"PemSigner(source={self.source!r}, certificate={describe(self.certificate)!r})"
 
     def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
-        return _sign(self.key, data, digest)
+        return self._sign(data, digest)
 
     def close(self) -> None:
         pass
 
 
-def _sign(key: PrivateKeyTypes, data: bytes, digest: DigestName) -> bytes:
+def _signing_function(key: PrivateKeyTypes) -> Callable[[bytes, DigestName], bytes]:
+    """Bind the key to prebuilt padding/hash objects once: ``sign`` is on serve's refresh path."""
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-    algo = hash_algorithm(digest)
     if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(data, padding.PKCS1v15(), algo)
+        pkcs1 = padding.PKCS1v15()
+        hashes = {name: hash_algorithm(name) for name in DIGESTS}
+        rsa_key = key
+        return lambda data, digest: rsa_key.sign(data, pkcs1, hashes[digest])
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(data, ec.ECDSA(algo))
+        ecdsa = {name: ec.ECDSA(hash_algorithm(name)) for name in DIGESTS}
+        ec_key = key
+        return lambda data, digest: ec_key.sign(data, ecdsa[digest])
     raise NotSupportedError(f"cannot sign with a {type(key).__name__} key")
 
 
@@ -177,11 +187,16 @@ class PemKey:
     def __repr__(self) -> str:
         return f"PemKey(source={self.source!r})"
 
+    _sign: Callable[[bytes, DigestName], bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._sign = _signing_function(self.key)
+
     def public_key(self) -> PublicKeyTypes:
         return self.key.public_key()
 
     def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
-        return _sign(self.key, data, digest)
+        return self._sign(data, digest)
 
     def close(self) -> None:
         pass
