@@ -11,8 +11,8 @@ from .errors import InputError, UsageError
 from .options import MAX_DURATION, MIN_DURATION, RequestOptions
 from .protocol import SessionRequest
 
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
-_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)  # AWS allows ASCII only
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+SESSION_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)  # AWS allows ASCII only
 _PARTITION_DOMAINS = {"aws": "amazonaws.com", "aws-cn": "amazonaws.com.cn", "aws-us-gov": "amazonaws.com"}
 
 
@@ -47,7 +47,7 @@ def parse_arn(value: str, flag: str, service: str, resource_type: str) -> Arn:
         raise InputError(f"{flag} must name a {resource_type} (…:{resource_type}/ID), not {resource!r}")
     if not re.fullmatch(r"\d{12}", account):
         raise InputError(f"{flag} has account {account!r}; expected 12 digits")
-    if service != "iam" and not _REGION.match(region):
+    if service != "iam" and not REGION_PATTERN.match(region):
         raise InputError(f"{flag} has region {region!r}, which is not a region name")
     return Arn(partition, svc, region, account, resource)
 
@@ -69,13 +69,13 @@ def validate_request(opts: RequestOptions) -> tuple[SessionRequest, str, Arn]:
             f"--session-duration {opts.session_duration} is out of range",
             hint=f"use {MIN_DURATION}..{MAX_DURATION} seconds",
         )
-    if opts.role_session_name is not None and not _SESSION_NAME.match(opts.role_session_name):
+    if opts.role_session_name is not None and not SESSION_NAME_PATTERN.match(opts.role_session_name):
         raise UsageError(
             f"--role-session-name {opts.role_session_name!r} is invalid",
             hint="use 2-64 characters from letters, digits and +=,.@_-",
         )
     region = opts.region or anchor.region
-    if not _REGION.match(region):
+    if not REGION_PATTERN.match(region):
         raise UsageError(f"--region {region!r} is not a region name")
     req = SessionRequest(
         trust_anchor_arn=opts.trust_anchor_arn,

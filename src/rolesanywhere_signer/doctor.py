@@ -101,10 +101,10 @@ def _cert_from_store(identity: IdentityOptions) -> bool:
             head = f.read(4096)
     except OSError:
         return False  # the file checks report why
-    from .backends.pem import _looks_like_pkcs12
+    from .backends.pem import looks_like_pkcs12
     from .certs import pem_labels
 
-    return not pem_labels(head) and _looks_like_pkcs12(head)
+    return not pem_labels(head) and looks_like_pkcs12(head)
 
 
 def _load_leaf(identity: IdentityOptions, found: _Found) -> Check | None:
@@ -325,7 +325,7 @@ def trust_anchor_check(path: str, leaf: x509.Certificate, chain: Sequence[x509.C
 
 
 def request_checks(opts: DoctorOptions, found: _Found) -> list[Check]:
-    from .arn import _REGION, _SESSION_NAME, parse_arn
+    from .arn import REGION_PATTERN, SESSION_NAME_PATTERN, parse_arn
 
     out: list[Check] = []
     given = {
@@ -372,10 +372,10 @@ def request_checks(opts: DoctorOptions, found: _Found) -> list[Check]:
                 )
             else:
                 out.append(Check("region", "pass", f"trust anchor and profile are both in {anchor.region}"))
-    if opts.region and not _REGION.match(opts.region):
+    if opts.region and not REGION_PATTERN.match(opts.region):
         out.append(Check("region", "fail", f"--region {opts.region!r} is not a region name (e.g. us-east-2)"))
     if opts.role_session_name is not None:
-        if _SESSION_NAME.match(opts.role_session_name):
+        if SESSION_NAME_PATTERN.match(opts.role_session_name):
             out.append(Check("role-session-name", "pass", repr(opts.role_session_name)))
         else:
             out.append(

@@ -172,7 +172,7 @@ def _load_pkcs12(data: bytes, source: str, opts: IdentityOptions) -> tuple[Priva
     return bundle.key, [bundle.cert.certificate, *(c.certificate for c in bundle.additional_certs)]
 
 
-def _looks_like_pkcs12(data: bytes) -> bool:
+def looks_like_pkcs12(data: bytes) -> bool:
     # DER SEQUENCE whose first element is INTEGER 3 (PFX version)
     return data[:1] == b"\x30" and b"\x02\x01\x03" in data[2:8]
 
@@ -210,7 +210,7 @@ def open_key(opts: IdentityOptions) -> PemKey:
 
         raise UsageError("--private-key is required", hint="see --help")
     data = read_input_file(source, "private key file")
-    if not pem_labels(data) and _looks_like_pkcs12(data):
+    if not pem_labels(data) and looks_like_pkcs12(data):
         key, _ = _load_pkcs12(data, source, opts)
         _check_key_type(key, source)
     else:
@@ -224,7 +224,7 @@ def load(opts: IdentityOptions) -> PemSigner:
     cert_data = read_input_file(cert_path, "certificate file")
     extra: list[x509.Certificate] = []
     key: PrivateKeyTypes
-    if not pem_labels(cert_data) and _looks_like_pkcs12(cert_data):
+    if not pem_labels(cert_data) and looks_like_pkcs12(cert_data):
         if opts.private_key:
             raise InputError(f"{cert_path} is a PKCS#12 bundle; it carries its own key, so drop --private-key")
         key, certs = _load_pkcs12(cert_data, cert_path, opts)
