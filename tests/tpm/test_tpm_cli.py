@@ -183,12 +183,11 @@ def test_tss2_file_with_a_policy(swtpm: Swtpm, keys: dict[str, Key], endpoint, t
     import base64
 
     der = encode_der(parse_pem(Path(keys["openssl-ec"].arg).read_bytes(), "k"))
-    oid_end = 2 + 3 + 8  # SEQUENCE header (3 bytes for this size), the OID
-    body = der[3:]
-    oid, rest = body[:8], body[8:]
-    policy = _tlv(0xA1, _tlv(0x30, _tlv(0x30, _tlv(0xA0, _tlv(0x02, b"\x01\x6f")) + _tlv(0xA1, _tlv(0x04, b"")))))
-    new = _tlv(0x30, oid + rest[:5] + policy + rest[5:])
-    del oid_end
+    body = der[3:]  # after the SEQUENCE header (3 bytes at this size)
+    oid, empty_auth, rest = body[:8], body[8:13], body[13:]
+    # policy [1] { SEQUENCE { commandCode [0] INTEGER TPM2_CC_PolicyAuthValue, commandPolicy [1] OCTET STRING } }
+    policy = _tlv(0xA1, _tlv(0x30, _tlv(0x30, _tlv(0xA0, _tlv(0x02, b"\x01\x6b")) + _tlv(0xA1, _tlv(0x04, b"")))))
+    new = _tlv(0x30, oid + empty_auth + policy + rest)
     path = tmp_path / "policy.tss"
     path.write_bytes(b"-----BEGIN TSS2 PRIVATE KEY-----\n" + base64.encodebytes(new)
                      + b"-----END TSS2 PRIVATE KEY-----\n")

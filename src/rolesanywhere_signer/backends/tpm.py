@@ -318,11 +318,14 @@ class TpmKey:
                     sig = self._esapi.sign(self._handle, h, self._schemes[digest], self._ticket)
                 except TSS2_Exception as e2:
                     raise self._sign_error(int(e2.rc)) from None
+            # one marshal call is ~10x faster than reading the cffi fields of TPMT_SIGNATURE
+            raw = sig.marshal()  # sigAlg(2) hashAlg(2) then TPM2B sig (RSA) or TPM2B r, TPM2B s (ECDSA)
+            n = int.from_bytes(raw[4:6], "big")
             if self._rsa:
-                return bytes(sig.signature.rsassa.sig)
-            ecdsa = sig.signature.ecdsa
+                return bytes(raw[6 : 6 + n])
+            m = int.from_bytes(raw[6 + n : 8 + n], "big")
             return ecdsa_der_from_rs(
-                int.from_bytes(bytes(ecdsa.signatureR), "big"), int.from_bytes(bytes(ecdsa.signatureS), "big")
+                int.from_bytes(raw[6 : 6 + n], "big"), int.from_bytes(raw[8 + n : 8 + n + m], "big")
             )
 
     @staticmethod
@@ -504,6 +507,9 @@ def generate_key(
     ``output`` gets a TSS2 PRIVATE KEY file (0600) that openssl's tpm2 provider loads;
     ``persistent_handle`` makes the key persistent there (refused when the handle is in use).
     """
+    from .tpm_tcti import require_pytss
+
+    require_pytss()
     from tpm2_pytss import ESYS_TR, TPM2B_SENSITIVE_CREATE, TSS2_Exception
 
     from ..keys import write_new_file

@@ -106,9 +106,23 @@ def _precheck_device(tcti: Tcti) -> None:
         )
 
 
+def require_pytss() -> None:
+    """TPM support is an extra: say how to get it instead of an ImportError traceback."""
+    quiet_tss_logging()
+    try:
+        import tpm2_pytss  # noqa: F401
+    except ImportError:
+        from ..errors import NotSupportedError
+
+        raise NotSupportedError(
+            "TPM keys need tpm2-pytss, which is not installed",
+            hint="pip install 'rolesanywhere-signer[tpm]' (it needs the system's libtss2)",
+        ) from None
+
+
 def connect(tcti: Tcti) -> Any:
     """An ``ESAPI`` context on the TPM, or a ``BackendError`` naming the TCTI and what to check."""
-    quiet_tss_logging()
+    require_pytss()
     if tcti.name == "device":
         _precheck_device(tcti)
     from tpm2_pytss import ESAPI, TSS2_Exception
