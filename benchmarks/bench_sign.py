@@ -5,7 +5,8 @@ bench directory (run.py's temporary one). Each pair signs the same 150-byte stri
 - PEM: ``PemSigner.sign`` vs ``key.sign(data, ECDSA(SHA256()))`` in cryptography;
 - PKCS#11: ``Pkcs11Signer.sign`` vs python-pkcs11 ``key.sign(sha256(data), mechanism=ECDSA)`` on an
   open, logged-in session (the same mechanism the backend uses; the backend adds DER encoding);
-- TPM: our signer vs tpm2-pytss ``ESAPI.sign`` on a loaded key.
+- TPM: ``TpmSigner.sign`` vs tpm2-pytss ``ESAPI.sign`` on a loaded copy of the same key in swtpm
+  (the same scheme and ticket the backend uses; the backend adds DER encoding of r and s).
 """
 
 from __future__ import annotations
@@ -84,10 +85,26 @@ def _pkcs11(bench: Bench) -> tuple[Any, Any]:
 
 def _tpm(bench: Bench) -> tuple[Any, Any]:
     try:
-        hardware.tpm_identity(bench)
+        if hardware._stub("tpm"):
+            pytest.skip("the TPM backend is not implemented yet")
+        tcti, key_file, cert = hardware.swtpm_key(bench)
     except hardware.Unavailable as e:
         pytest.skip(str(e))
-    raise AssertionError("unreachable until a swtpm key set-up exists")
+    from rolesanywhere_signer.backends import load_signer, tpm
+    from rolesanywhere_signer.options import IdentityOptions
+
+    opts = IdentityOptions(str(cert), str(key_file), tcti=tcti, no_tpm_key_password=True)
+    signer = load_signer(opts)
+    assert isinstance(signer, tpm.TpmSigner)
+    # the raw call runs on the very key our signer loaded: same ESAPI context, handle, scheme, ticket
+    key = signer._key
+    esapi, handle, scheme, ticket = key._esapi, key._handle, key._schemes["sha256"], key._ticket
+
+    def raw() -> Any:
+        return esapi.sign(handle, hashlib.sha256(DATA).digest(), scheme, ticket)
+
+    _CLEANUPS.append(lambda: hardware.stop_swtpm(bench))  # after signer.close() flushed the key
+    return signer, raw
 
 
 _CLEANUPS: list[Any] = []

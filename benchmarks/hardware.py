@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -116,8 +116,65 @@ def softhsm_identity(bench: Bench) -> tuple[list[str], dict[str, str]]:
     return ["--pkcs11-uri", uri, "--pkcs11-lib", module], env
 
 
+def _swtpm_class() -> Any:
+    """The tests' swtpm starter (tests/tpm/swtpm.py: free ports, own state dir), imported from its file."""
+    import importlib.util
+    import sys
+
+    tests = Path(__file__).resolve().parent.parent / "tests"
+    if str(tests) not in sys.path:
+        sys.path.insert(0, str(tests))  # swtpm.py imports support.util
+    spec = importlib.util.spec_from_file_location("bench_swtpm", tests / "tpm" / "swtpm.py")
+    if spec is None or spec.loader is None:
+        raise Unavailable("tests/tpm/swtpm.py is missing")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.Swtpm
+
+
+#: bench dir -> (tcti, key file, certificate file, swtpm): one swtpm per bench, stopped by Bench.close
+_TPMS: dict[Path, tuple[str, Path, Path, Any]] = {}
+
+
+def swtpm_key(bench: Bench) -> tuple[str, Path, Path]:
+    """A running swtpm holding a fresh EC P-256 key (TSS2 key file, no password) and its certificate.
+
+    Returns (tcti, key file, certificate file). The swtpm process joins ``bench.procs``, so
+    ``Bench.close()`` stops it; ``stop_swtpm`` stops it earlier.
+    """
+    if bench.base in _TPMS:
+        tcti, key, cert, _ = _TPMS[bench.base]
+        return tcti, key, cert
+    if not shutil.which("swtpm"):
+        raise Unavailable("swtpm is not installed")
+    try:
+        import tpm2_pytss  # noqa: F401
+    except ImportError:
+        raise Unavailable("tpm2-pytss is not installed") from None
+    from rolesanywhere_signer.backends.tpm import generate_key
+    from rolesanywhere_signer.options import IdentityOptions
+
+    base = bench.base / "swtpm"
+    base.mkdir(parents=True, exist_ok=True)
+    tpm = _swtpm_class()(base)
+    assert tpm.proc is not None
+    bench.procs.append(tpm.proc)
+    key = base / "key.tss2.pem"
+    public = generate_key(IdentityOptions(tcti=tpm.tcti, no_tpm_key_password=True), "ec-p256", output=str(key))
+    cert = bench.write("swtpm-leaf.crt", bench.certify("Bench swtpm leaf", public).public_bytes(serialization.Encoding.PEM))
+    _TPMS[bench.base] = (tpm.tcti, key, cert, tpm)
+    return tpm.tcti, key, cert
+
+
+def stop_swtpm(bench: Bench) -> None:
+    entry = _TPMS.pop(bench.base, None)
+    if entry is not None:
+        entry[3].stop()
+
+
 def tpm_identity(bench: Bench) -> tuple[list[str], dict[str, str]]:
     if _stub("tpm"):
         raise Unavailable("the TPM backend is not implemented yet")
-    # the TPM backend landed late in this round; a swtpm key for the benchmarks is still to be written
-    raise Unavailable("no swtpm key set-up in the benchmarks yet (TPM backend arrived after the bench round)")
+    tcti, key, cert = swtpm_key(bench)
+    args = ["--certificate", str(cert), "--private-key", str(key), "--tcti", tcti]  # the key has emptyAuth
+    return args, {"TSS2_LOG": "all+NONE"}

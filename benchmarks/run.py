@@ -193,6 +193,7 @@ def scenario_2(ctx: Ctx) -> None:
             f"Scenario 2, {label}: extra cost of the hardware path "
             f"{(s.median - pem.median) * 1e3:+.1f} ms per cold run (median vs PEM)."
         )
+    hardware.stop_swtpm(ctx.bench)  # scenario 4 starts its own in its bench dir
 
 
 # --- scenario 3: cache hit ------------------------------------------------------------------------

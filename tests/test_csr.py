@@ -13,7 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rolesanywhere_signer import csrgen
+from rolesanywhere_signer import csrgen, der
 from rolesanywhere_signer.endpoint_server import LocalEndpoint
 from rolesanywhere_signer.errors import InputError
 from support.pki import PKI, Issued, issue, new_key
@@ -264,12 +264,12 @@ def test_csr_bad_inputs(pki: PKI, tmp_path: Path) -> None:
 
 
 def test_der_writer_matches_known_encodings() -> None:
-    assert csrgen.der_oid("1.2.840.113549.1.1.11") == bytes.fromhex("06092a864886f70d01010b")
-    assert csrgen.der_oid("1.2.840.10045.4.3.2") == bytes.fromhex("06082a8648ce3d040302")
-    assert csrgen.der_int(0) == b"\x02\x01\x00"
-    assert csrgen.der_int(128) == b"\x02\x02\x00\x80"
-    assert csrgen.der_len(0x7F) == b"\x7f" and csrgen.der_len(0x80) == b"\x81\x80"
-    assert csrgen.der_len(0x1234) == b"\x82\x12\x34"
-    assert csrgen.der_set(b"\x04\x01\x02", b"\x04\x01\x01") == b"\x31\x06\x04\x01\x01\x04\x01\x02"
+    assert der.der_oid("1.2.840.113549.1.1.11") == bytes.fromhex("06092a864886f70d01010b")
+    assert der.der_oid("1.2.840.10045.4.3.2") == bytes.fromhex("06082a8648ce3d040302")
+    assert der.der_int(0) == b"\x02\x01\x00"
+    assert der.der_int(128) == b"\x02\x02\x00\x80"
+    assert der.der_len(0x7F) == b"\x7f" and der.der_len(0x80) == b"\x81\x80"
+    assert der.der_len(0x1234) == b"\x82\x12\x34"
+    assert der.der_set(b"\x04\x01\x02", b"\x04\x01\x01") == b"\x31\x06\x04\x01\x01\x04\x01\x02"
     with pytest.raises(InputError, match="unknown type"):
         csrgen.parse_san("FOO:bar")

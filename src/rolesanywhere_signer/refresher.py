@@ -439,8 +439,10 @@ class Refresher:
         return self
 
     def _default_wait(self, seconds: float) -> None:
-        self._wake.wait(seconds)
-        self._wake.clear()
+        # clear only a wake-up we received: clearing after a timeout could swallow a reload()
+        # that arrived in between, and the loop would then sleep up to MAX_SLEEP before acting
+        if self._wake.wait(seconds):
+            self._wake.clear()
 
     def sleep(self, seconds: float) -> None:
         """Wait up to ``seconds``; ``reload()`` and ``stop()`` end the wait early."""

@@ -69,6 +69,26 @@ class KeyHandle(Protocol):
     def close(self) -> None: ...
 
 
+class KeySigner:
+    """A ``Signer`` made of a ``KeyHandle`` held elsewhere (token, TPM) and its checked certificate."""
+
+    def __init__(self, key: KeyHandle, certificate: x509.Certificate, chain: Sequence[x509.Certificate]) -> None:
+        self._key = key
+        self.certificate = certificate
+        self.chain = tuple(chain)
+        self.algorithm = algorithm_for_key(certificate.public_key())
+        self.sign = key.sign  # type: ignore[method-assign]  # no extra call per signature
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._key!r}, {self.certificate.subject.rfc4514_string()!r})"
+
+    def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
+        return self._key.sign(data, digest)
+
+    def close(self) -> None:
+        self._key.close()
+
+
 def digest(data: bytes, name: DigestName = "sha256") -> bytes:
     return hashlib.new(name, data).digest()
 
@@ -78,24 +98,11 @@ def digest_info(data: bytes, name: DigestName = "sha256") -> bytes:
     return DIGEST_INFO_PREFIX[name] + digest(data, name)
 
 
-def _der_int(value: int) -> bytes:
-    raw = value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
-    if raw[0] & 0x80:
-        raw = b"\x00" + raw
-    return b"\x02" + _der_len(len(raw)) + raw
-
-
-def _der_len(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
 def ecdsa_der_from_rs(r: int, s: int) -> bytes:
     """ASN.1 DER ``SEQUENCE { r INTEGER, s INTEGER }``."""
-    body = _der_int(r) + _der_int(s)
-    return b"\x30" + _der_len(len(body)) + body
+    from .der import der_int, der_seq
+
+    return der_seq(der_int(r), der_int(s))
 
 
 def ecdsa_der_from_raw(raw: bytes) -> bytes:

@@ -25,6 +25,7 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 
+from .der import der_bool, der_int, der_octets, der_oid, der_seq, der_tlv
 from .errors import InputError, NotSupportedError
 
 PEM_LABEL = "TSS2 PRIVATE KEY"
@@ -206,44 +207,15 @@ def parse_pem(data: bytes, source: str) -> Tss2Key:
 # ---------------------------------------------------------------- DER writing
 
 
-def _len(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes([tag]) + _len(len(body)) + body
-
-
-def _encode_oid(dotted: str) -> bytes:
-    arcs = [int(a) for a in dotted.split(".")]
-    out = bytearray()
-    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out += bytes(reversed(chunk))
-    return _tlv(_OID, bytes(out))
-
-
-def _encode_uint(value: int) -> bytes:
-    raw = value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big")
-    return _tlv(_INTEGER, b"\x00" + raw if raw[0] & 0x80 else raw)
-
-
 def encode_der(key: Tss2Key) -> bytes:
     # emptyAuth is written even when FALSE: readers disagree on what an absent field means
-    parts = [_encode_oid(OID_LOADABLE), _tlv(_ctx(0), _tlv(_BOOLEAN, b"\xff" if key.empty_auth else b"\x00"))]
+    parts = [der_oid(OID_LOADABLE), der_tlv(_ctx(0), der_bool(key.empty_auth))]
     if key.description is not None:
-        parts.append(_tlv(_ctx(4), _tlv(_UTF8, key.description.encode())))
+        parts.append(der_tlv(_ctx(4), der_tlv(_UTF8, key.description.encode())))
     if key.rsa_parent:
-        parts.append(_tlv(_ctx(5), _tlv(_BOOLEAN, b"\xff")))
-    parts += [_encode_uint(key.parent), _tlv(_OCTETS, key.public), _tlv(_OCTETS, key.private)]
-    return _tlv(_SEQUENCE, b"".join(parts))
+        parts.append(der_tlv(_ctx(5), der_bool(True)))
+    parts += [der_int(key.parent), der_octets(key.public), der_octets(key.private)]
+    return der_seq(*parts)
 
 
 def to_pem(key: Tss2Key) -> bytes:

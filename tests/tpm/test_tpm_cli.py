@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rolesanywhere_signer.tss2 import _tlv, encode_der, parse_pem
+from rolesanywhere_signer.der import der_tlv
+from rolesanywhere_signer.tss2 import encode_der, parse_pem
 from support.pki import PKI
 from support.util import ARN_ARGS, assert_one_line_error, clean_env, free_port, run_cli
 
@@ -19,8 +20,17 @@ from .swtpm import Swtpm
 
 
 def _cp(key: Key, endpoint, *extra: str, tcti: str | None = None) -> list[str]:  # type: ignore[no-untyped-def]
-    args = ["credential-process", "--certificate", str(key.cert), "--private-key", key.arg,
-            "--endpoint", endpoint.url, *ARN_ARGS, *extra]
+    args = [
+        "credential-process",
+        "--certificate",
+        str(key.cert),
+        "--private-key",
+        key.arg,
+        "--endpoint",
+        endpoint.url,
+        *ARN_ARGS,
+        *extra,
+    ]
     return [*args, "--tcti", tcti] if tcti else args
 
 
@@ -35,8 +45,12 @@ def _ok(proc: subprocess.CompletedProcess[str]) -> None:
 def test_credential_process_file_and_handle_keys(swtpm: Swtpm, keys: dict[str, Key], endpoint) -> None:
     _ok(run_cli(_cp(keys["openssl-ec"], endpoint, tcti=swtpm.tcti)))
     # TCTI from the environment, password from the environment, RSA at a persistent handle
-    _ok(run_cli(_cp(keys["tools-rsa-handle"], endpoint),
-                env={"TPM2TOOLS_TCTI": swtpm.tcti, "ROLESANYWHERE_SIGNER_TPM_KEY_PASSWORD": PASSWORD}))
+    _ok(
+        run_cli(
+            _cp(keys["tools-rsa-handle"], endpoint),
+            env={"TPM2TOOLS_TCTI": swtpm.tcti, "ROLESANYWHERE_SIGNER_TPM_KEY_PASSWORD": PASSWORD},
+        )
+    )
     _ok(run_cli(_cp(keys["tools-ec-handle"], endpoint, "--no-tpm-key-password"), env={"TCTI": swtpm.tcti}))
     proc = run_cli(_cp(keys["openssl-ec-pw"], endpoint, "--tpm-key-password", PASSWORD, tcti=swtpm.tcti))
     _ok(proc)
@@ -44,16 +58,17 @@ def test_credential_process_file_and_handle_keys(swtpm: Swtpm, keys: dict[str, K
     assert endpoint.state.sessions_created == 4
 
 
-def test_boto3_credential_process_with_a_tpm_key(swtpm: Swtpm, keys: dict[str, Key], endpoint,
-                                                 tmp_path: Path) -> None:
+def test_boto3_credential_process_with_a_tpm_key(swtpm: Swtpm, keys: dict[str, Key], endpoint, tmp_path: Path) -> None:
     import boto3
 
     key = keys["openssl-rsa-pw"]
     pw = tmp_path / "pw"
     pw.write_text(PASSWORD + "\n")
-    command = (f"{sys.executable} -m rolesanywhere_signer credential-process --certificate {key.cert} "
-               f"--private-key {key.arg} --tpm-key-password-file {pw} --tcti {swtpm.tcti} "
-               f"--endpoint {endpoint.url} " + " ".join(ARN_ARGS))
+    command = (
+        f"{sys.executable} -m rolesanywhere_signer credential-process --certificate {key.cert} "
+        f"--private-key {key.arg} --tpm-key-password-file {pw} --tcti {swtpm.tcti} "
+        f"--endpoint {endpoint.url} " + " ".join(ARN_ARGS)
+    )
     config = tmp_path / "aws_config"
     config.write_text(f"[profile tpm]\ncredential_process = {command}\nregion = us-east-2\n")
     env = clean_env({"AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")})
@@ -75,8 +90,12 @@ def test_password_prompt_on_the_terminal(swtpm: Swtpm, keys: dict[str, Key], end
     controller, tty = pty.openpty()
     child = subprocess.Popen(
         [sys.executable, "-m", "rolesanywhere_signer", *_cp(keys["openssl-ec-pw"], endpoint, tcti=swtpm.tcti)],
-        env=clean_env({"ROLESANYWHERE_SIGNER_TTY": os.ttyname(tty)}), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env=clean_env({"ROLESANYWHERE_SIGNER_TTY": os.ttyname(tty)}),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     shown = b""
     while b"Password for TPM key" not in shown:
@@ -147,20 +166,26 @@ def test_key_from_another_tpm(swtpm: Swtpm, keys: dict[str, Key], fresh_tpm: Swt
 
 
 def test_decrypt_only_key(swtpm: Swtpm, keys: dict[str, Key], endpoint, tmp_path: Path) -> None:
-    pub, priv = swtpm.tools_key("decrypt-only", alg="rsa2048",
-                                attributes="fixedtpm|fixedparent|sensitivedataorigin|userwithauth|decrypt")
+    pub, priv = swtpm.tools_key(
+        "decrypt-only", alg="rsa2048", attributes="fixedtpm|fixedparent|sensitivedataorigin|userwithauth|decrypt"
+    )
     path = swtpm.encode(pub, priv, tmp_path / "dec.tss")
-    proc = run_cli(_cp(Key(str(path), None, keys["openssl-rsa"].issued, keys["openssl-rsa"].cert), endpoint,
-                       tcti=swtpm.tcti))
+    proc = run_cli(
+        _cp(Key(str(path), None, keys["openssl-rsa"].issued, keys["openssl-rsa"].cert), endpoint, tcti=swtpm.tcti)
+    )
     assert_one_line_error(proc, "decrypt-only key")
 
 
 def test_restricted_key(swtpm: Swtpm, keys: dict[str, Key], endpoint, tmp_path: Path) -> None:
-    pub, priv = swtpm.tools_key("restricted", alg="ecc256:ecdsa-sha256:null",
-                                attributes="fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign")
+    pub, priv = swtpm.tools_key(
+        "restricted",
+        alg="ecc256:ecdsa-sha256:null",
+        attributes="fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign",
+    )
     path = swtpm.encode(pub, priv, tmp_path / "r.tss")
-    proc = run_cli(_cp(Key(str(path), None, keys["openssl-ec"].issued, keys["openssl-ec"].cert), endpoint,
-                       tcti=swtpm.tcti))
+    proc = run_cli(
+        _cp(Key(str(path), None, keys["openssl-ec"].issued, keys["openssl-ec"].cert), endpoint, tcti=swtpm.tcti)
+    )
     assert_one_line_error(proc, "restricted key")
 
 
@@ -186,13 +211,18 @@ def test_tss2_file_with_a_policy(swtpm: Swtpm, keys: dict[str, Key], endpoint, t
     body = der[3:]  # after the SEQUENCE header (3 bytes at this size)
     oid, empty_auth, rest = body[:8], body[8:13], body[13:]
     # policy [1] { SEQUENCE { commandCode [0] INTEGER TPM2_CC_PolicyAuthValue, commandPolicy [1] OCTET STRING } }
-    policy = _tlv(0xA1, _tlv(0x30, _tlv(0x30, _tlv(0xA0, _tlv(0x02, b"\x01\x6b")) + _tlv(0xA1, _tlv(0x04, b"")))))
-    new = _tlv(0x30, oid + empty_auth + policy + rest)
+    policy = der_tlv(
+        0xA1,
+        der_tlv(0x30, der_tlv(0x30, der_tlv(0xA0, der_tlv(0x02, b"\x01\x6b")) + der_tlv(0xA1, der_tlv(0x04, b"")))),
+    )
+    new = der_tlv(0x30, oid + empty_auth + policy + rest)
     path = tmp_path / "policy.tss"
-    path.write_bytes(b"-----BEGIN TSS2 PRIVATE KEY-----\n" + base64.encodebytes(new)
-                     + b"-----END TSS2 PRIVATE KEY-----\n")
-    proc = run_cli(_cp(Key(str(path), None, keys["openssl-ec"].issued, keys["openssl-ec"].cert), endpoint,
-                       tcti=swtpm.tcti))
+    path.write_bytes(
+        b"-----BEGIN TSS2 PRIVATE KEY-----\n" + base64.encodebytes(new) + b"-----END TSS2 PRIVATE KEY-----\n"
+    )
+    proc = run_cli(
+        _cp(Key(str(path), None, keys["openssl-ec"].issued, keys["openssl-ec"].cert), endpoint, tcti=swtpm.tcti)
+    )
     assert_one_line_error(proc, "bound to a TPM policy")
 
 
@@ -203,19 +233,35 @@ def test_certificate_of_another_key(swtpm: Swtpm, keys: dict[str, Key], endpoint
     assert endpoint.state.requests_seen == 0
 
 
-@pytest.mark.parametrize(("key_arg", "extra", "phrase"), [
-    ("handle:zz", [], "not a hexadecimal number"),
-    ("handle:0x80000001", [], "not a persistent handle"),
-    ("{key}", ["--tcti", ""], "--tcti is empty"),
-    ("{key}", ["--tcti", "no such!"], "is not a TCTI"),
-    ("{key}", ["--tcti", "nosuchtcti:x"], "unknown TCTI"),
-    ("{key}", ["--tpm-key-password-file", "/nonexistent/pw"], "TPM key password file /nonexistent/pw does not exist"),
-])
-def test_bad_tpm_inputs(swtpm: Swtpm, keys: dict[str, Key], endpoint, key_arg: str, extra: list[str],
-                        phrase: str) -> None:
+@pytest.mark.parametrize(
+    ("key_arg", "extra", "phrase"),
+    [
+        ("handle:zz", [], "not a hexadecimal number"),
+        ("handle:0x80000001", [], "not a persistent handle"),
+        ("{key}", ["--tcti", ""], "--tcti is empty"),
+        ("{key}", ["--tcti", "no such!"], "is not a TCTI"),
+        ("{key}", ["--tcti", "nosuchtcti:x"], "unknown TCTI"),
+        (
+            "{key}",
+            ["--tpm-key-password-file", "/nonexistent/pw"],
+            "TPM key password file /nonexistent/pw does not exist",
+        ),
+    ],
+)
+def test_bad_tpm_inputs(
+    swtpm: Swtpm, keys: dict[str, Key], endpoint, key_arg: str, extra: list[str], phrase: str
+) -> None:
     key = keys["openssl-rsa-pw"]
-    args = ["credential-process", "--certificate", str(key.cert), "--private-key", key_arg.format(key=key.arg),
-            "--endpoint", endpoint.url, *ARN_ARGS]
+    args = [
+        "credential-process",
+        "--certificate",
+        str(key.cert),
+        "--private-key",
+        key_arg.format(key=key.arg),
+        "--endpoint",
+        endpoint.url,
+        *ARN_ARGS,
+    ]
     if "--tcti" not in extra:
         args += ["--tcti", swtpm.tcti]
     proc = run_cli([*args, *extra])
@@ -225,8 +271,9 @@ def test_bad_tpm_inputs(swtpm: Swtpm, keys: dict[str, Key], endpoint, key_arg: s
 def test_damaged_tss2_file(swtpm: Swtpm, keys: dict[str, Key], endpoint, tmp_path: Path) -> None:
     path = tmp_path / "bad.tss"
     path.write_bytes(b"-----BEGIN TSS2 PRIVATE KEY-----\nMAUGAw==\n-----END TSS2 PRIVATE KEY-----\n")
-    proc = run_cli(_cp(Key(str(path), None, keys["openssl-ec"].issued, keys["openssl-ec"].cert), endpoint,
-                       tcti=swtpm.tcti))
+    proc = run_cli(
+        _cp(Key(str(path), None, keys["openssl-ec"].issued, keys["openssl-ec"].cert), endpoint, tcti=swtpm.tcti)
+    )
     assert_one_line_error(proc, "is damaged")
 
 
@@ -246,5 +293,19 @@ def test_generate_key_csr_and_credentials_through_the_cli(swtpm: Swtpm, pki: PKI
     assert csr.is_signature_valid
     leaf = issue("tpm-host.example", issuer=pki.root, public_key=csr.public_key())
     cert = pki.write("cli-tpm.crt", leaf.pem)
-    _ok(run_cli(["credential-process", "--certificate", cert, "--private-key", key, "--tcti", swtpm.tcti,
-                 "--endpoint", endpoint.url, *ARN_ARGS]))
+    _ok(
+        run_cli(
+            [
+                "credential-process",
+                "--certificate",
+                cert,
+                "--private-key",
+                key,
+                "--tcti",
+                swtpm.tcti,
+                "--endpoint",
+                endpoint.url,
+                *ARN_ARGS,
+            ]
+        )
+    )

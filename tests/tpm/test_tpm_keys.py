@@ -162,6 +162,22 @@ def test_recovers_after_the_tpm_restarts(fresh_tpm: Swtpm, pki, tmp_path: Path) 
         key.close()
 
 
+def test_sign_while_the_tpm_is_down_fails_clearly_then_recovers(fresh_tpm: Swtpm, tmp_path: Path) -> None:
+    """A failed reconnect must leave the key usable once the TPM is back (no AttributeError on None)."""
+    path = fresh_tpm.openssl_key(tmp_path / "k.tss", "ec:P-256")
+    key = tpm.open_key(IdentityOptions(private_key=str(path), tcti=fresh_tpm.tcti))
+    try:
+        assert verify_signature(key.public_key(), key.sign(b"up"), b"up")
+        fresh_tpm.stop()
+        for _ in range(2):  # twice: the second call starts from the failed recovery's state
+            with pytest.raises(BackendError):
+                key.sign(b"down")
+        fresh_tpm.restart()  # powered on again on the same port
+        assert verify_signature(key.public_key(), key.sign(b"back"), b"back")
+    finally:
+        key.close()
+
+
 def test_recovers_when_the_handle_is_flushed(fresh_tpm: Swtpm, tmp_path: Path) -> None:
     path = fresh_tpm.openssl_key(tmp_path / "k.tss", "ec:P-256")
     key = tpm.open_key(IdentityOptions(private_key=str(path), tcti=fresh_tpm.tcti))

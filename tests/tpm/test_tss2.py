@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rolesanywhere_signer.der import der_int, der_oid, der_tlv
 from rolesanywhere_signer.errors import InputError, NotSupportedError
 from rolesanywhere_signer.tss2 import (
     OID_IMPORTABLE,
@@ -14,9 +15,6 @@ from rolesanywhere_signer.tss2 import (
     OID_SEALED,
     RH_OWNER,
     Tss2Key,
-    _encode_oid,
-    _encode_uint,
-    _tlv,
     decode_der,
     encode_der,
     parse_pem,
@@ -28,11 +26,11 @@ PRIV = b"\x00\x05" + b"privk"
 
 
 def _der(*fields: bytes, oid: str = OID_LOADABLE) -> bytes:
-    return _tlv(0x30, _encode_oid(oid) + b"".join(fields))
+    return der_tlv(0x30, der_oid(oid) + b"".join(fields))
 
 
 def _tail(parent: int = RH_OWNER) -> bytes:
-    return _encode_uint(parent) + _tlv(0x04, PUB) + _tlv(0x04, PRIV)
+    return der_int(parent) + der_tlv(0x04, PUB) + der_tlv(0x04, PRIV)
 
 
 def _pem(der: bytes) -> bytes:
@@ -55,7 +53,7 @@ def test_writer_uses_der_true_and_explicit_false() -> None:
 
 def test_non_der_boolean_true_is_accepted() -> None:
     """tpm2-tss-engine and tpm2-openssl write TRUE as 01, not FF."""
-    key = decode_der(_der(_tlv(0xA0, b"\x01\x01\x01"), _tail()), "k")
+    key = decode_der(_der(der_tlv(0xA0, b"\x01\x01\x01"), _tail()), "k")
     assert key.empty_auth is True
 
 
@@ -64,35 +62,42 @@ def test_absent_empty_auth_means_a_password() -> None:
 
 
 def test_rsa_parent_flag_and_unknown_later_fields() -> None:
-    key = decode_der(_der(_tlv(0xA5, b"\x01\x01\xff"), _tlv(0xA9, b"\x05\x00"), _tail()), "k")
+    key = decode_der(_der(der_tlv(0xA5, b"\x01\x01\xff"), der_tlv(0xA9, b"\x05\x00"), _tail()), "k")
     assert key.rsa_parent is True
 
 
-@pytest.mark.parametrize(("field", "phrase"), [
-    (_tlv(0xA1, _tlv(0x30, b"")), "policy"),
-    (_tlv(0xA2, _tlv(0x04, b"sec")), "secret"),
-    (_tlv(0xA3, _tlv(0x30, b"")), "authPolicy"),
-])
+@pytest.mark.parametrize(
+    ("field", "phrase"),
+    [
+        (der_tlv(0xA1, der_tlv(0x30, b"")), "policy"),
+        (der_tlv(0xA2, der_tlv(0x04, b"sec")), "secret"),
+        (der_tlv(0xA3, der_tlv(0x30, b"")), "authPolicy"),
+    ],
+)
 def test_policy_and_secret_keys_are_refused(field: bytes, phrase: str) -> None:
     with pytest.raises(NotSupportedError, match=phrase):
-        decode_der(_der(_tlv(0xA0, b"\x01\x01\xff"), field, _tail()), "k")
+        decode_der(_der(der_tlv(0xA0, b"\x01\x01\xff"), field, _tail()), "k")
 
 
-@pytest.mark.parametrize(("oid", "phrase"), [(OID_IMPORTABLE, "importable"), (OID_SEALED, "sealed data"),
-                                             ("1.2.3.4", "unknown key type")])
+@pytest.mark.parametrize(
+    ("oid", "phrase"), [(OID_IMPORTABLE, "importable"), (OID_SEALED, "sealed data"), ("1.2.3.4", "unknown key type")]
+)
 def test_other_key_kinds_are_refused(oid: str, phrase: str) -> None:
     with pytest.raises(NotSupportedError, match=phrase):
         decode_der(_der(_tail(), oid=oid), "k")
 
 
-@pytest.mark.parametrize("der", [
-    b"",
-    b"\x30\x05\x06\x03",
-    _tlv(0x30, _encode_oid(OID_LOADABLE)),
-    _tlv(0x30, _encode_oid(OID_LOADABLE) + _encode_uint(RH_OWNER) + _tlv(0x04, b"\x00\x09ab") + _tlv(0x04, PRIV)),
-    _tlv(0x30, _encode_oid(OID_LOADABLE) + _tlv(0x02, b"\xff") + _tlv(0x04, PUB) + _tlv(0x04, PRIV)),
-    _tlv(0x04, b""),
-])
+@pytest.mark.parametrize(
+    "der",
+    [
+        b"",
+        b"\x30\x05\x06\x03",
+        der_tlv(0x30, der_oid(OID_LOADABLE)),
+        der_tlv(0x30, der_oid(OID_LOADABLE) + der_int(RH_OWNER) + der_tlv(0x04, b"\x00\x09ab") + der_tlv(0x04, PRIV)),
+        der_tlv(0x30, der_oid(OID_LOADABLE) + der_tlv(0x02, b"\xff") + der_tlv(0x04, PUB) + der_tlv(0x04, PRIV)),
+        der_tlv(0x04, b""),
+    ],
+)
 def test_damaged_der_is_an_input_error(der: bytes) -> None:
     with pytest.raises(InputError, match="damaged"):
         decode_der(der, "k")

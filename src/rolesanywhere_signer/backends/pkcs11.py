@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import BackendError, InputError, NotSupportedError, UsageError
 from ..options import IdentityOptions
 from ..pkcs11_uri import Pkcs11Uri, format_uri, is_pkcs11_uri, parse_uri
-from ..signer import DigestName, algorithm_for_key, digest_info, ecdsa_der_from_raw
+from ..signer import DigestName, KeySigner, digest_info, ecdsa_der_from_raw
 from .pkcs11_token import (
     TokenSession,
     describe_tokens,
@@ -514,24 +514,8 @@ class TokenKey:
                 self._ts.close()
 
 
-class Pkcs11Signer:
+class Pkcs11Signer(KeySigner):
     """A ``Signer``: the certificate (token or file), its chain and the ``TokenKey``."""
-
-    def __init__(self, key: TokenKey, certificate: x509.Certificate, chain: Sequence[x509.Certificate]) -> None:
-        self._key = key
-        self.certificate = certificate
-        self.chain = tuple(chain)
-        self.algorithm = algorithm_for_key(certificate.public_key())
-        self.sign = key.sign  # type: ignore[method-assign]  # no extra call per signature
-
-    def __repr__(self) -> str:
-        return f"Pkcs11Signer({self._key!r}, {self.certificate.subject.rfc4514_string()!r})"
-
-    def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
-        return self._key.sign(data, digest)
-
-    def close(self) -> None:
-        self._key.close()
 
 
 # ---------------------------------------------------------------- public functions

@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AuthenticationError, BackendError, InputError, NotSupportedError, SecretError, UsageError
 from ..options import IdentityOptions
 from ..secret import Secret
-from ..signer import DigestName, algorithm_for_key, ecdsa_der_from_rs
+from ..signer import DigestName, KeySigner, ecdsa_der_from_rs
 from ..tss2 import RH_OWNER, Tss2Key
 from .tpm_tcti import Tcti, connect, resolve
 
 if TYPE_CHECKING:
-    from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
     from ..checks import Check
@@ -307,6 +306,8 @@ class TpmKey:
             if self.info.fixed_hash and digest != self.info.fixed_hash:
                 raise NotSupportedError(f"TPM key {self.ref.source} only signs {self.info.fixed_hash} digests")
             h = hashlib.sha256(data).digest() if digest == "sha256" else hashlib.new(digest, data).digest()
+            if self._esapi is None:  # an earlier recovery failed (TPM was down): try again now
+                self._recover()
             try:
                 sig = self._esapi.sign(self._handle, h, self._schemes[digest], self._ticket)
             except TSS2_Exception as e:
@@ -337,10 +338,11 @@ class TpmKey:
         from tpm2_pytss import TSS2_Exception
 
         old, self._esapi, self._handle = self._esapi, None, None
-        try:
-            old.close()
-        except TSS2_Exception:
-            pass
+        if old is not None:
+            try:
+                old.close()
+            except TSS2_Exception:
+                pass
         log.info("TPM key %s: reconnecting and loading it again", self.ref.source)
         info = self._open()
         if not _same_key(info.public_key, self.info.public_key):
@@ -427,24 +429,8 @@ def tpm_properties(esapi: Any, names: Sequence[str]) -> dict[str, int]:
     return out
 
 
-class TpmSigner:
+class TpmSigner(KeySigner):
     """A ``Signer``: the certificate, its chain and the ``TpmKey``."""
-
-    def __init__(self, key: TpmKey, certificate: x509.Certificate, chain: Sequence[x509.Certificate]) -> None:
-        self._key = key
-        self.certificate = certificate
-        self.chain = tuple(chain)
-        self.algorithm = algorithm_for_key(certificate.public_key())
-        self.sign = key.sign  # type: ignore[method-assign]  # no extra call per signature
-
-    def __repr__(self) -> str:
-        return f"TpmSigner({self._key!r}, {self.certificate.subject.rfc4514_string()!r})"
-
-    def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
-        return self._key.sign(data, digest)
-
-    def close(self) -> None:
-        self._key.close()
 
 
 # ---------------------------------------------------------------- public functions

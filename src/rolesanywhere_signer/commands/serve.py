@@ -82,6 +82,7 @@ def check_binds(binds: list[str] | None, allow_remote: bool) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import signal
     import threading
 
     from ..arn import validate_request
@@ -110,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
         container_token=token,
     )
     refresher = Refresher(identity, request, timeout=args.timeout)
+    # a SIGHUP (a renewal hook) during start-up must not kill the process, as its default action
+    # would: until the full handlers are in, it just asks for a reload
+    signal.signal(signal.SIGHUP, lambda signum, frame: refresher.reload())
     server = CredentialServer(refresher, config)
     try:
         server.bind()  # a busy port fails now, before any PIN prompt or CreateSession

@@ -24,6 +24,7 @@ def register(sub: Any, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
     import os
+    import signal
     import threading
 
     from ..arn import validate_request
@@ -46,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     with locked(target):  # the lock file can be created: the directory is writable
         pass
     refresher = Refresher(identity, request, timeout=args.timeout)
+    # a SIGHUP (a renewal hook) during start-up must not kill the process, as its default action
+    # would: until the full handlers are in, it just asks for a reload
+    signal.signal(signal.SIGHUP, lambda signum, frame: refresher.reload())
     stop = threading.Event()
     try:
         creds = refresher.refresh()  # the first CreateSession must work: bad settings end here
