@@ -654,3 +654,32 @@ def test_tpm_key_password_never_logged(tpm_key: dict[str, Any], endpoint: LocalE
     proc = run_cli(base, env={"ROLESANYWHERE_SIGNER_TPM_KEY_PASSWORD": wrong})
     assert proc.returncode != 0
     assert_clean(proc.stderr, [TPM_PASSWORD, wrong])
+
+
+def test_generate_key_csr_doctor_version_debug(
+    enc_files: tuple[Path, Path], key_secrets: list[str], tmp_path: Path, endpoint: LocalEndpoint
+) -> None:
+    """The remaining commands, with --debug, a password from the environment and an encrypted key."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    out = tmp_path / "new.key"
+    proc = run_cli(["generate-key", "--output", out, "--encrypt", "--debug"], env={PW_ENV: PASSWORD})
+    assert proc.returncode == 0, proc.stderr
+    assert "BEGIN PUBLIC KEY" in proc.stdout and "PRIVATE" not in proc.stdout
+    new_key = load_pem_private_key(out.read_bytes(), PASSWORD.encode())
+    d = new_key.private_numbers().private_value  # type: ignore[union-attr]
+    assert_clean(proc.stderr + proc.stdout, [PASSWORD, f"{d:x}", str(d), *pem_body_lines(out.read_bytes())])
+    assert out.stat().st_mode & 0o077 == 0
+    cert, key = enc_files
+    proc = run_cli(["csr", "--private-key", key, "--subject", "CN=hygiene", "--debug"], env={PW_ENV: PASSWORD})
+    assert proc.returncode == 0, proc.stderr
+    assert "BEGIN CERTIFICATE REQUEST" in proc.stdout
+    assert_clean(proc.stderr + proc.stdout, key_secrets)
+    proc = run_cli(
+        ["doctor", "--certificate", cert, "--private-key", key, *ARN_ARGS, "--endpoint", endpoint.url, "--debug"],
+        env={PW_ENV: PASSWORD},
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    assert_clean(proc.stderr + proc.stdout, key_secrets)
+    proc = run_cli(["version", "--debug"], env={PW_ENV: PASSWORD})
+    assert_clean(proc.stderr + proc.stdout, [PASSWORD])

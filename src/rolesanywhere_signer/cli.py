@@ -10,6 +10,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+TYPE_CHECKING = False  # typing is not needed at run time
+if TYPE_CHECKING:
+    from typing import Any
+
 PROG = "rolesanywhere-signer"
 
 #: command name -> module under rolesanywhere_signer.commands
@@ -28,10 +32,18 @@ COMMANDS: dict[str, str] = {
 
 
 def setup_logging(debug: bool) -> None:
-    import logging  # imported here: a --cache hit (cache.fast_hit) returns before any logging
+    """Our handler on the package's logger. ``logging`` itself is imported only when something
+    logs (logs.py); a quiet run never pays for it. ``--debug`` imports it now."""
+    from . import logs
 
-    class _Formatter(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
+    logs.configure(lambda logging: _install_handler(logging, debug))
+    if debug:
+        import logging  # noqa: F401 - installs the handler at once
+
+
+def _install_handler(logging: Any, debug: bool) -> None:
+    class _Formatter(logging.Formatter):  # type: ignore[misc]  # logging is the module, typed Any
+        def format(self, record: Any) -> str:
             if record.levelno >= logging.WARNING:
                 return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
             return f"{PROG}: {record.levelname.lower()}: [{record.name.rsplit('.', 1)[-1]}] {record.getMessage()}"

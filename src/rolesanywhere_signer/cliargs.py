@@ -6,13 +6,13 @@ Flag names and meanings follow ``aws_signing_helper``; our additions are marked 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 
+from .logs import get_logger
 from .options import DEFAULT_DURATION, IdentityOptions, RequestOptions
 from .secret import Secret
 
-log = logging.getLogger("rolesanywhere_signer")
+log = get_logger("rolesanywhere_signer")
 
 
 class Parser(argparse.ArgumentParser):

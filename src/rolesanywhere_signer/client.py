@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import random
 from collections.abc import Callable
 from datetime import datetime
@@ -11,13 +10,14 @@ from datetime import datetime
 from .arn import resolve_endpoint, validate_request
 from .credentials import Credentials, parse_create_session
 from .errors import EndpointError, ServiceError
+from .logs import get_logger
 from .options import RequestOptions
 from .protocol import sign_create_session
 from .retry import RetryPolicy
 from .signer import Signer, identity_of
 from .transport import DEFAULT_TIMEOUT, HttpResponse, TransientError, Transport
 
-log = logging.getLogger("rolesanywhere_signer.client")
+log = get_logger("rolesanywhere_signer.client")
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 Clock = Callable[[], datetime]

@@ -552,7 +552,7 @@ def render_table(checks: Sequence[Check]) -> str:
     lines = [f"{'STATUS':<6}  {'CHECK':<{width}}  DETAIL"]
     lines += [f"{c.status.upper():<6}  {c.name:<{width}}  {c.detail}" for c in checks]
     counts = {s: sum(1 for c in checks if c.status == s) for s in ("pass", "warn", "fail")}
-    lines.append(f"{counts['pass']} passed, {counts['warn']} warning(s), {counts['fail']} failed")
+    lines.append(f"checks: {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail")
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,9 @@ from typing import Any
 
 
 def register(sub: Any, name: str) -> None:
-    p = sub.add_parser(name, help="print the version")
+    from ..cliargs import debug_parent
+
+    p = sub.add_parser(name, parents=[debug_parent()], help="print the version")
     p.set_defaults(func=run)
 
 
