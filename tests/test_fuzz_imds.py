@@ -214,3 +214,15 @@ def test_server_still_serves_after_fuzzing(live: Live, tmp_path: Path) -> None:
     )
     assert status == 200 and live.secret.encode() in resp
     assert not live.errors
+
+
+def test_browser_preflight_is_never_granted(live: Live) -> None:
+    """A web page (even one rebound to 127.0.0.1) needs a CORS preflight to PUT or to send the
+    token header; the server must not grant it, so the browser never sends the real request."""
+    status, resp = live.raw(
+        b"OPTIONS /latest/api/token HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\n"
+        b"Access-Control-Request-Method: PUT\r\n"
+        b"Access-Control-Request-Headers: x-aws-ec2-metadata-token-ttl-seconds\r\nConnection: close\r\n\r\n"
+    )
+    assert status >= 400
+    assert b"access-control-allow" not in resp.lower()

@@ -682,4 +682,5 @@ def test_generate_key_csr_doctor_version_debug(
     assert proc.returncode in (0, 1), proc.stderr
     assert_clean(proc.stderr + proc.stdout, key_secrets)
     proc = run_cli(["version", "--debug"], env={PW_ENV: PASSWORD})
+    assert proc.returncode == 0, proc.stderr
     assert_clean(proc.stderr + proc.stdout, [PASSWORD])
