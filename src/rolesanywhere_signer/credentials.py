@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from .errors import EndpointError
+from .records import Record
 
 EXPIRATION_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -17,12 +17,22 @@ def mask_access_key(value: str) -> str:
     return "****" + value[-4:] if len(value) > 4 else "****"
 
 
-@dataclass(frozen=True)
-class Credentials:
-    access_key_id: str = field(repr=False)
-    secret_access_key: str = field(repr=False)
-    session_token: str = field(repr=False)
+class Credentials(Record):
+    __slots__ = ("access_key_id", "expiration", "secret_access_key", "session_token")
+    _fields = ("access_key_id", "secret_access_key", "session_token", "expiration")
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
     expiration: datetime
+
+    def __init__(self, access_key_id: str, secret_access_key: str, session_token: str, expiration: datetime) -> None:
+        self._init(
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            session_token=session_token,
+            expiration=expiration,
+        )
 
     def __repr__(self) -> str:
         return (

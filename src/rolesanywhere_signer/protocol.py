@@ -11,9 +11,11 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import quote
+
+from .records import Record
 
 ALGORITHM_RSA = "AWS4-X509-RSA-SHA256"
 ALGORITHM_ECDSA = "AWS4-X509-ECDSA-SHA256"
@@ -116,24 +118,44 @@ class SessionRequest:
         return json.dumps(doc, separators=(",", ":")).encode()
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(Record):
     """What the protocol needs of a key backend, in wire form."""
+
+    __slots__ = ("algorithm", "certificate_der", "chain_der", "serial")
+    _fields = _shown = ("certificate_der", "serial", "algorithm", "chain_der")
 
     certificate_der: bytes
     serial: int
     algorithm: str
-    chain_der: Sequence[bytes] = ()
+    chain_der: Sequence[bytes]
+
+    def __init__(self, certificate_der: bytes, serial: int, algorithm: str, chain_der: Sequence[bytes] = ()) -> None:
+        self._init(certificate_der=certificate_der, serial=serial, algorithm=algorithm, chain_der=chain_der)
 
 
-@dataclass(frozen=True)
-class SignedRequest:
+class SignedRequest(Record):
+    __slots__ = ("body", "canonical_request", "headers", "method", "string_to_sign", "url")
+    _fields = ("method", "url", "headers", "body", "canonical_request", "string_to_sign")
+    _shown = ("method", "url", "headers", "body")
+
     method: str
     url: str
     headers: dict[str, str]
     body: bytes
-    canonical_request: str = field(repr=False)
-    string_to_sign: str = field(repr=False)
+    canonical_request: str
+    string_to_sign: str
+
+    def __init__(
+        self, method: str, url: str, headers: dict[str, str], body: bytes, canonical_request: str, string_to_sign: str
+    ) -> None:
+        self._init(
+            method=method,
+            url=url,
+            headers=headers,
+            body=body,
+            canonical_request=canonical_request,
+            string_to_sign=string_to_sign,
+        )
 
 
 def sign_create_session(
@@ -174,13 +196,20 @@ def sign_create_session(
     return SignedRequest("POST", url, headers, body, creq, sts)
 
 
-@dataclass(frozen=True)
-class ParsedAuthorization:
+class ParsedAuthorization(Record):
+    __slots__ = ("algorithm", "scope", "serial", "signature", "signed_headers")
+    _fields = _shown = ("algorithm", "serial", "scope", "signed_headers", "signature")
+
     algorithm: str
     serial: str
     scope: str
     signed_headers: tuple[str, ...]
     signature: bytes
+
+    def __init__(
+        self, algorithm: str, serial: str, scope: str, signed_headers: tuple[str, ...], signature: bytes
+    ) -> None:
+        self._init(algorithm=algorithm, serial=serial, scope=scope, signed_headers=signed_headers, signature=signature)
 
 
 def parse_authorization(value: str) -> ParsedAuthorization:

@@ -5,20 +5,45 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+from .records import Record
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 4
+class RetryPolicy(Record):
+    __slots__ = ("attempts", "backoff", "base_delay", "max_delay", "monotonic", "sleep", "total_seconds")
+    _fields = ("attempts", "total_seconds", "base_delay", "max_delay", "backoff", "sleep", "monotonic")
+    # the clock and sleep functions are neither shown nor compared
+    _shown = _compared = ("attempts", "total_seconds", "base_delay", "max_delay", "backoff")
+
+    attempts: int
     #: no new attempt starts after this many seconds from the first
-    total_seconds: float = 30.0
-    base_delay: float = 0.5
-    max_delay: float = 8.0
+    total_seconds: float
+    base_delay: float
+    max_delay: float
     #: False removes sleeping entirely (tests)
-    backoff: bool = True
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
-    monotonic: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    backoff: bool
+    sleep: Callable[[float], None]
+    monotonic: Callable[[], float]
+
+    def __init__(
+        self,
+        attempts: int = 4,
+        total_seconds: float = 30.0,
+        base_delay: float = 0.5,
+        max_delay: float = 8.0,
+        backoff: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._init(
+            attempts=attempts,
+            total_seconds=total_seconds,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            backoff=backoff,
+            sleep=sleep,
+            monotonic=monotonic,
+        )
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Backoff before attempt ``attempt + 1`` (attempt counts from 1): full jitter."""

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from .errors import EndpointError, InputError
+from .records import Record
 
 DEFAULT_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
-class HttpResponse:
+class HttpResponse(Record):
+    __slots__ = ("body", "headers", "status")
+    _fields = _shown = ("status", "headers", "body")
+
     status: int
     headers: Mapping[str, str]  # lower-cased names
     body: bytes
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self._init(status=status, headers=headers, body=body)
 
 
 class TransientError(EndpointError):
