@@ -186,6 +186,7 @@ def test_startup_failure_exits_with_the_error(files: tuple[Path, Path]) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     proc = run_cli(serve_args(files, dead, port))
     assert_one_line_error(proc, "cannot connect")
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr  # said once: no extra warning line
     assert not listening(port)
 
 

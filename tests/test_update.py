@@ -173,6 +173,7 @@ def test_first_failure_exits(files: tuple[Path, Path], tmp_path: Path) -> None:
     path.write_bytes(SAMPLE)
     proc = run_cli(update_args(files, "http://127.0.0.1:9"), env={"AWS_SHARED_CREDENTIALS_FILE": str(path)})
     assert_one_line_error(proc, "cannot connect")
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr  # said once: no extra warning line
     assert path.read_bytes() == SAMPLE
 
 

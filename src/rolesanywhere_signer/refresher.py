@@ -217,11 +217,14 @@ class Refresher:
                 return creds
             raise
 
-    def refresh(self, *, force: bool = False, min_remaining: float | None = None) -> Credentials:
+    def refresh(
+        self, *, force: bool = False, min_remaining: float | None = None, log_failure: bool = True
+    ) -> Credentials:
         """Call CreateSession now unless another caller just did (single-flight).
 
         A caller that waited for someone else's attempt takes its outcome instead of signing again.
-        Raises the attempt's error (the last good credentials stay in place).
+        Raises the attempt's error (the last good credentials stay in place). ``log_failure=False``
+        is for callers that report the raised error themselves (start-up), so it is said once.
         """
         seen = self.attempts
         with self._flight:
@@ -248,9 +251,9 @@ class Refresher:
                     return creds
                 if err is not None:
                     raise err
-            return self._attempt(now)
+            return self._attempt(now, log_failure)
 
-    def _attempt(self, now: datetime) -> Credentials:
+    def _attempt(self, now: datetime, log_failure: bool = True) -> Credentials:
         self.attempts += 1
         with self._state_lock:
             self._last_attempt = now
@@ -283,7 +286,7 @@ class Refresher:
                     self._reload = False  # a reload that met a refused PIN must not try it again
                 self._next_attempt = self._clock() + timedelta(seconds=self._backoff())
             # one line per failed attempt; the error text never carries a secret
-            log.warning(
+            (log.warning if log_failure else log.debug)(
                 "refreshing credentials failed (attempt %d): %s%s",
                 self._failures,
                 e.diagnostics(),

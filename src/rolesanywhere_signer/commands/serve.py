@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
         server.bind()  # a busy port fails now, before any PIN prompt or CreateSession
         if token is not None:
             write_private_file(args.container_token_file, token.encode())
-        refresher.refresh()  # the first CreateSession happens before listening; failure ends serve
+        # the first CreateSession happens before listening; its failure ends serve, said once by main()
+        refresher.refresh(log_failure=False)
         stop = threading.Event()
         handle_signals(stop, refresher)
         server.start()

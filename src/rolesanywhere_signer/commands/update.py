@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, lambda signum, frame: refresher.reload())
     stop = threading.Event()
     try:
-        creds = refresher.refresh()  # the first CreateSession must work: bad settings end here
+        # the first CreateSession must work: bad settings end here, said once by main()
+        creds = refresher.refresh(log_failure=False)
         written_path = write(path, profile, creds)
         written = refresher.generation
         log.info("wrote profile %s in %s, valid until %s", profile, written_path, creds.expiration_text())
