@@ -6,7 +6,6 @@ Flag names and meanings follow ``aws_signing_helper``; our additions are marked 
 from __future__ import annotations
 
 import argparse
-import os
 
 from .logs import get_logger
 from .options import DEFAULT_DURATION, IdentityOptions, RequestOptions
@@ -22,6 +21,26 @@ class Parser(argparse.ArgumentParser):
         from .errors import UsageError
 
         raise UsageError(message, hint=f"see {self.prog} --help")
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse's own imports shutil (with bz2, lzma, zlib, fnmatch: ~2 ms of every start-up)
+        # only to read the terminal width, and add_argument builds a formatter for every flag
+        return self.formatter_class(prog=self.prog, width=_help_width())
+
+
+def _help_width() -> int:
+    """``shutil.get_terminal_size().columns - 2``, as argparse computes it, without shutil."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        columns = columns or 80
+    return columns - 2
 
 
 def debug_parent() -> argparse.ArgumentParser:
@@ -166,7 +185,3 @@ def request_from_args(args: argparse.Namespace) -> RequestOptions:
         verify=not args.no_verify_ssl,
         with_proxy=args.with_proxy,
     )
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
