@@ -161,7 +161,8 @@ def swtpm_key(bench: Bench) -> tuple[str, Path, Path]:
     bench.procs.append(tpm.proc)
     key = base / "key.tss2.pem"
     public = generate_key(IdentityOptions(tcti=tpm.tcti, no_tpm_key_password=True), "ec-p256", output=str(key))
-    cert = bench.write("swtpm-leaf.crt", bench.certify("Bench swtpm leaf", public).public_bytes(serialization.Encoding.PEM))
+    leaf = bench.certify("Bench swtpm leaf", public)
+    cert = bench.write("swtpm-leaf.crt", leaf.public_bytes(serialization.Encoding.PEM))
     _TPMS[bench.base] = (tpm.tcti, key, cert, tpm)
     return tpm.tcti, key, cert
 

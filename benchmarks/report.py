@@ -115,6 +115,8 @@ def machine() -> str:
             f"- Python: {sys.version.split()[0]} ({sys.executable})",
             f"- cryptography {cryptography.__version__}, requests {req}",
             f"- Load average at the end of the run: {load}",
+            "- Measured processes run with bytecode caching on (PYTHONPYCACHEPREFIX in the bench dir,"
+            " PYTHONDONTWRITEBYTECODE removed), as an installed copy would",
         ]
     )
 

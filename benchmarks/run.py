@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     chosen = args.only.split(",") if args.only else (["1", "6", "4"] if args.smoke else list(SCENARIOS))
     started = time.monotonic()
+    load_start = ", ".join(f"{x:.2f}" for x in __import__("os").getloadavg())
     with tempfile.TemporaryDirectory(prefix="rolesanywhere-bench-") as tmp:
         ctx = Ctx(Bench(Path(tmp)), args.smoke)
         try:
@@ -345,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ctx.bench.close()
     elapsed = time.monotonic() - started
+    ctx.notes.insert(0, f"Load average at the start of the run: {load_start} (other work here inflates medians).")
     table = text_table(ctx.rows)
     print(table)
     mode = "SMOKE RUN (harness check, numbers not meaningful)" if args.smoke else "full run"

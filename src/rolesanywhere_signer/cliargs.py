@@ -6,6 +6,8 @@ Flag names and meanings follow ``aws_signing_helper``; our additions are marked 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 from .logs import get_logger
 from .options import DEFAULT_DURATION, IdentityOptions, RequestOptions
@@ -25,7 +27,7 @@ class Parser(argparse.ArgumentParser):
     def _get_formatter(self) -> argparse.HelpFormatter:
         # argparse's own imports shutil (with bz2, lzma, zlib, fnmatch: ~2 ms of every start-up)
         # only to read the terminal width, and add_argument builds a formatter for every flag
-        return self.formatter_class(prog=self.prog, width=_help_width())
+        return self.formatter_class(prog=self.prog, width=_help_width())  # type: ignore[call-arg]
 
 
 def _help_width() -> int:
