@@ -121,8 +121,15 @@ class Refresher:
         self.request = request
         self._clock = clock
         self._stop = threading.Event()
-        self._wake = threading.Event()
-        # the default wait returns early on stop() and reload(); tests pass a no-op instead
+        # Wake-ups go through a pipe, not a threading.Event: a signal handler runs on the main
+        # thread between any two bytecodes, possibly while that thread holds one of our locks (or
+        # an Event's), so a handler may only set plain flags and write a byte (see post_signal).
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._signalled_reload = False
+        self._signalled_stop = False
+        # the default wait returns early on stop(), reload() and signals; tests pass a no-op instead
         self._wait: Callable[[float], object] = wait or self._default_wait
         self.policy = policy or RefreshPolicy()
         self._timeout = timeout
@@ -367,7 +374,34 @@ class Refresher:
             self._fatal = False
             self._last_attempt = None
             self._next_attempt = None
-        self._wake.set()
+        self._poke()
+
+    def post_signal(self, what: str) -> None:
+        """From a signal handler: ask for a ``reload`` or a ``stop``. Takes no lock, logs nothing."""
+        if what == "reload":
+            self._signalled_reload = True
+        else:
+            self._signalled_stop = True
+        self._poke()
+
+    def take_signals(self) -> None:
+        """Act on what signal handlers asked for, outside signal context (locks and logging are safe)."""
+        if self._signalled_stop:
+            self._signalled_stop = False
+            self.request_stop()
+        if self._signalled_reload:
+            self._signalled_reload = False
+            log.warning("SIGHUP: reloading the certificate and key")
+            self.reload()
+
+    def _poke(self) -> None:
+        w = self._wake_w
+        if w < 0:
+            return  # closed
+        try:
+            os.write(w, b"\0")
+        except OSError:
+            pass  # the pipe is full (a wake-up is pending anyway) or already closed
 
     # ---- certificate expiry warnings -----------------------------------------------------------
 
@@ -402,6 +436,7 @@ class Refresher:
 
     def tick(self) -> float:
         """One step of the background loop: refresh if due; return seconds until the next step."""
+        self.take_signals()
         now = self._clock()
         with self._state_lock:
             next_attempt = self._next_attempt
@@ -442,19 +477,27 @@ class Refresher:
         return self
 
     def _default_wait(self, seconds: float) -> None:
-        # clear only a wake-up we received: clearing after a timeout could swallow a reload()
-        # that arrived in between, and the loop would then sleep up to MAX_SLEEP before acting
-        if self._wake.wait(seconds):
-            self._wake.clear()
+        import select
+
+        # a poke that lands after the drain stays in the pipe and ends the next wait at once,
+        # so no reload() or signal is ever swallowed
+        readable, _, _ = select.select([self._wake_r], [], [], seconds)
+        if readable:
+            try:
+                while os.read(self._wake_r, 512):
+                    pass
+            except OSError:
+                pass  # drained (EAGAIN)
+        self.take_signals()
 
     def sleep(self, seconds: float) -> None:
         """Wait up to ``seconds``; ``reload()`` and ``stop()`` end the wait early."""
         self._wait(seconds)
 
     def request_stop(self) -> None:
-        """Ask the loop to end without waiting for it (safe in a signal handler)."""
+        """Ask the loop to end without waiting for it (signal handlers use ``post_signal``)."""
         self._stop.set()
-        self._wake.set()
+        self._poke()
 
     @property
     def stopping(self) -> bool:
@@ -472,24 +515,24 @@ class Refresher:
             signer, self._signer = self._signer, None
         if signer is not None:
             signer.close()
+        # -1 first: a late signal then pokes nothing, never a reused descriptor number
+        w, self._wake_w = self._wake_w, -1
+        if w >= 0:
+            os.close(w)
+            os.close(self._wake_r)
 
 
 def describe_error(err: SignerError | None) -> str:
     return err.diagnostics() if err is not None else "no credentials have been obtained yet"
 
 
-def handle_signals(stop: threading.Event, refresher: Refresher) -> None:
-    """SIGTERM/SIGINT set ``stop`` (clean shutdown); SIGHUP re-opens the certificate and key."""
+def handle_signals(refresher: Refresher) -> None:
+    """SIGTERM/SIGINT: clean shutdown; SIGHUP: re-open the certificate and key.
+
+    The handlers only post to the refresher (no locks, no logging): the loops act on it.
+    """
     import signal
 
-    def _stop(signum: int, frame: object) -> None:
-        stop.set()
-        refresher.request_stop()
-
-    def _reload(signum: int, frame: object) -> None:
-        log.warning("SIGHUP: reloading the certificate and key")
-        refresher.reload()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGHUP, _reload)
+    signal.signal(signal.SIGTERM, lambda signum, frame: refresher.post_signal("stop"))
+    signal.signal(signal.SIGINT, lambda signum, frame: refresher.post_signal("stop"))
+    signal.signal(signal.SIGHUP, lambda signum, frame: refresher.post_signal("reload"))

@@ -83,7 +83,7 @@ def check_binds(binds: list[str] | None, allow_remote: bool) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import logging
     import signal
-    import threading
+    import time
 
     from ..arn import validate_request
     from ..cliargs import identity_from_args, request_from_args
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     refresher = Refresher(identity, request, timeout=args.timeout)
     # a SIGHUP (a renewal hook) during start-up must not kill the process, as its default action
     # would: until the full handlers are in, it just asks for a reload
-    signal.signal(signal.SIGHUP, lambda signum, frame: refresher.reload())
+    signal.signal(signal.SIGHUP, lambda signum, frame: refresher.post_signal("reload"))
     server = CredentialServer(refresher, config)
     try:
         server.bind()  # a busy port fails now, before any PIN prompt or CreateSession
@@ -121,13 +121,13 @@ def run(args: argparse.Namespace) -> int:
             write_private_file(args.container_token_file, token.encode())
         # the first CreateSession happens before listening; its failure ends serve, said once by main()
         refresher.refresh(log_failure=False)
-        stop = threading.Event()
-        handle_signals(stop, refresher)
+        handle_signals(refresher)
         server.start()
         refresher.start()
         log.info("serving credentials on %s port %d", " and ".join(server.addresses), server.port)
-        while not stop.wait(1.0):
-            pass
+        while not refresher.stopping:  # the refresher's loop acts on signals and wakes us
+            time.sleep(0.2)
+            refresher.take_signals()  # in case its thread is busy in a long CreateSession
         log.info("shutting down")
     finally:
         server.close()

@@ -25,7 +25,6 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import os
     import signal
-    import threading
 
     from ..arn import validate_request
     from ..cliargs import identity_from_args, request_from_args
@@ -49,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
     refresher = Refresher(identity, request, timeout=args.timeout)
     # a SIGHUP (a renewal hook) during start-up must not kill the process, as its default action
     # would: until the full handlers are in, it just asks for a reload
-    signal.signal(signal.SIGHUP, lambda signum, frame: refresher.reload())
-    stop = threading.Event()
+    signal.signal(signal.SIGHUP, lambda signum, frame: refresher.post_signal("reload"))
     try:
         # the first CreateSession must work: bad settings end here, said once by main()
         creds = refresher.refresh(log_failure=False)
@@ -59,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
         log.info("wrote profile %s in %s, valid until %s", profile, written_path, creds.expiration_text())
         if args.once:
             return 0
-        handle_signals(stop, refresher)
-        while not stop.is_set():
+        handle_signals(refresher)
+        while not refresher.stopping:
             # tick() compares wall-clock expiry, so a suspend/resume is caught on the next wake-up
             delay = refresher.tick()
             if refresher.generation != written:
