@@ -168,6 +168,35 @@ def test_long_running_survives_failures_and_reloads(files: tuple[Path, Path], pk
         ep.stop()
 
 
+def test_a_storm_of_sighups_never_wedges_the_loop(files: tuple[Path, Path], pki: PKI, tmp_path: Path) -> None:
+    """Signal handlers take no lock: hundreds of SIGHUPs at any moment, then it still refreshes and stops."""
+    path = tmp_path / "credentials"
+    with LocalEndpoint([pki.root.cert]) as ep:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rolesanywhere_signer", *update_args(files, ep.url)],
+            env=clean_env({"AWS_SHARED_CREDENTIALS_FILE": str(path)}),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            assert _wait(lambda: path.exists() and b"aws_session_token" in path.read_bytes())
+            for _ in range(2000):  # while it reloads, signs and writes: handlers land anywhere
+                proc.send_signal(signal.SIGHUP)
+                time.sleep(0.0005)
+            before = ep.state.sessions_created
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGHUP)  # the loop is alive: this one is acted on
+            assert _wait(lambda: ep.state.sessions_created > before)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+
+
 def test_first_failure_exits(files: tuple[Path, Path], tmp_path: Path) -> None:
     path = tmp_path / "credentials"
     path.write_bytes(SAMPLE)
