@@ -1,0 +1,564 @@
+"""The HTTP/1.1 layer of ``serve``: one asyncio loop in one thread, a small strict parser.
+
+``http.server`` parses every request's headers with ``email.parser`` and runs a thread per
+connection; at 64 keep-alive clients those threads fight over the GIL and the p99 reaches
+hundreds of milliseconds. Here one thread owns every connection: requests are parsed with
+``bytes`` operations, the answer goes out in one write, and the credentials document is rendered
+once per refresher generation, not per request.
+
+The routes, status codes, headers and bodies are those of the ``http.server`` handler this
+replaced (``imds.answer`` holds them); protocol errors get the same ``http.server`` error pages.
+Limits: a 64 KiB request line, 64 KiB and 100 lines of headers, 64 KiB bodies (a longer or chunked
+body is not read and the connection closes after the answer), 10 s idle keep-alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hmac
+import html
+import json
+import logging
+import socket
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any
+
+from .credentials import EXPIRATION_FORMAT
+from .imds import (
+    CONTAINER_PATH,
+    CREDS_PATH,
+    MAX_TTL,
+    TOKEN_HEADER,
+    TOKEN_PATH,
+    TTL_HEADER,
+    host_of,
+    is_loopback,
+)
+from .refresher import describe_error
+
+if TYPE_CHECKING:
+    from .imds import CredentialServer
+
+log = logging.getLogger("rolesanywhere_signer.serve")
+
+MAX_REQUEST_LINE = 65536
+MAX_HEADER_BYTES = 65536
+MAX_HEADERS = 100
+MAX_BODY = 65536
+IDLE_TIMEOUT = 10.0
+BACKLOG = 256
+#: the methods the old handler had ``do_*`` for; anything else is 501 before any other check
+METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "PATCH"})
+SERVER_HEADER = b"Server: rolesanywhere-signer \r\n"  # what http.server sent ("name" + " " + "")
+_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_EXPLAIN = {s.value: s.description for s in HTTPStatus}
+_TOO_LONG = f"got more than {MAX_HEADER_BYTES} bytes when reading header line"
+
+
+class Headers(dict[str, str]):
+    """Request headers by lowercased name; the first occurrence wins (as ``email.message.get``)."""
+
+
+class Listener:
+    """One bound socket (``address_family``, ``socket``, ``server_address``, ``handle_error``
+    keep the attribute names of the ``socketserver`` servers it replaced)."""
+
+    def __init__(self, sock: socket.socket, family: int) -> None:
+        self.socket = sock
+        self.address_family = family
+        self.server_address: tuple[Any, ...] = sock.getsockname()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # called inside the except block; a crashing request must never print a traceback
+        log.debug("connection from %s ended with an error", client_address[0] if client_address else "?")
+
+
+class _Date:
+    """The Date header, formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = b""
+
+    def line(self) -> bytes:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._line = f"Date: {email.utils.formatdate(now, usegmt=True)}\r\n".encode("latin-1")
+        return self._line
+
+
+_date = _Date()
+
+
+def response(status: int, body: bytes, content_type: str, *, version: str = "HTTP/1.1", extra: bytes = b"") -> bytes:
+    """A whole answer as the old handler's ``_send`` wrote it (status, Server, Date, type, length)."""
+    if version == "HTTP/0.9":
+        return body  # http.server wrote neither status line nor headers to an HTTP/0.9 client
+    return b"".join(
+        (
+            f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n".encode("latin-1"),
+            SERVER_HEADER,
+            _date.line(),
+            extra,
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nCache-Control: no-store\r\n\r\n".encode(
+                "latin-1"
+            ),
+            body,
+        )
+    )
+
+
+def error_page(
+    status: int,
+    message: str | None = None,
+    explain: str | None = None,
+    *,
+    head: bool = False,
+    version: str = "HTTP/1.1",
+) -> bytes:
+    """``http.server``'s ``send_error``: an HTML page and ``Connection: close``."""
+    short = message if message is not None else _REASONS.get(status, "???")
+    body = (
+        BaseHTTPRequestHandler.error_message_format
+        % {
+            "code": status,
+            "message": html.escape(short, quote=False),
+            "explain": html.escape(explain or _EXPLAIN.get(status, "???"), quote=False),
+        }
+    ).encode("utf-8", "replace")
+    if version == "HTTP/0.9":
+        return b"" if head else body
+    status_line = f"HTTP/1.1 {status} {short}\r\n".encode("latin-1", "replace")
+    content_type = BaseHTTPRequestHandler.error_content_type
+    headers = f"Connection: close\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    return b"".join((status_line, SERVER_HEADER, _date.line(), headers, b"" if head else body))
+
+
+class _Request:
+    __slots__ = ("close", "headers", "method", "need", "path", "requestline", "version")
+
+    def __init__(self, method: str, path: str, version: str, headers: Headers, close: bool, requestline: str) -> None:
+        self.method = method
+        self.path = path
+        self.version = version
+        self.headers = headers
+        self.close = close
+        self.need = 0  # body bytes still to read before answering
+        self.requestline = requestline
+
+
+class _BadRequest(Exception):
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+
+
+def _parse_version(version: str) -> tuple[int, int]:
+    if not version.startswith("HTTP/"):
+        raise ValueError
+    parts = version[5:].split(".")
+    if len(parts) != 2 or not all(p.isdigit() and p.isascii() and len(p) <= 10 for p in parts):
+        raise ValueError
+    return int(parts[0]), int(parts[1])
+
+
+def parse_head(head: bytes) -> _Request:
+    """Request line and headers (without the blank line); raise ``_BadRequest`` with the answer."""
+    lines = head.split(b"\n")
+    first = lines[0].rstrip(b"\r")
+    if len(first) > MAX_REQUEST_LINE:
+        raise _BadRequest(error_page(414, version=""))
+    requestline = first.decode("latin-1")
+    words = requestline.split()
+    version, close = "HTTP/0.9", True
+    if len(words) >= 3:
+        version = words[-1]
+        try:
+            number = _parse_version(version)
+        except ValueError:
+            raise _BadRequest(error_page(400, f"Bad request version ({version!r})")) from None
+        if number >= (2, 0):
+            raise _BadRequest(error_page(505, f"Invalid HTTP version ({version[5:]})"))
+        close = number < (1, 1)
+    if not 2 <= len(words) <= 3:
+        raise _BadRequest(error_page(400, f"Bad request syntax ({requestline!r})", version=version))
+    method, path = words[0], words[1]
+    if len(words) == 2:
+        close = True
+        if method != "GET":
+            raise _BadRequest(error_page(400, f"Bad HTTP/0.9 request type ({method!r})", version=version))
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")  # as http.server: never an open redirect or a scheme-relative path
+    if len(lines) - 1 > MAX_HEADERS:
+        raise _BadRequest(error_page(431, "Too many headers", f"got more than {MAX_HEADERS} headers", version=version))
+    if len(head) - len(lines[0]) > MAX_HEADER_BYTES:
+        raise _BadRequest(error_page(431, "Line too long", _TOO_LONG, version=version))
+    headers = Headers()
+    for raw in lines[1:]:
+        line = raw.rstrip(b"\r")
+        colon = line.find(b":")
+        # strict: a name is a token right before the colon; folded lines and garbage are refused
+        if colon <= 0 or not _TOKEN_CHARS.issuperset(line[:colon]):
+            raise _BadRequest(error_page(400, "Bad header line", version=version))
+        name = line[:colon].decode("ascii").lower()
+        if name not in headers:
+            headers[name] = line[colon + 1 :].decode("latin-1").lstrip(" \t")
+    conntype = headers.get("connection", "").lower()
+    if conntype == "close":
+        close = True
+    elif conntype == "keep-alive":
+        close = False
+    return _Request(method, path, version, headers, close, requestline)
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, service: HttpService, listener: Listener) -> None:
+        self.service = service
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.pending: _Request | None = None
+        self.peer: tuple[Any, ...] = ("?",)
+        self.peer_ok = False
+        self.last = 0.0
+        self.closing = False
+        self.scanned = 0  # how much of buf has been searched for the end of the headers
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername") or ("?",)
+        self.peer_ok = is_loopback(str(self.peer[0]))
+        sock = transport.get_extra_info("socket")
+        try:
+            self.service.app.set_hop_limit(sock, self.listener.address_family)
+            # asyncio sets this only for sockets made with proto=IPPROTO_TCP; answers are one write,
+            # but a 100 Continue is a second one and must not wait for a delayed ACK
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            transport.close()
+            return
+        self.last = self.service.loop.time()
+        self.service.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.service.connections.discard(self)
+        self.closing = True
+
+    # a client that does not read its answers: stop reading its requests until it does
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        if self.pending is not None and not self.closing:
+            self._run(self.pending, b"")  # a short body: answer what came, as http.server did
+        return False  # close our side
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.last = self.service.loop.time()
+        buf = self.buf
+        buf += data
+        out: list[bytes] = []
+        try:
+            while not self.closing:
+                req = self.pending
+                if req is None:
+                    req = self._next_head(out)
+                    if req is None:
+                        break
+                    if req.need:
+                        self.pending = req
+                if req.need:
+                    if len(buf) < req.need:
+                        break
+                    body = bytes(buf[: req.need])
+                    del buf[: req.need]
+                    req.need = 0
+                    self.pending = None
+                else:
+                    body = b""
+                out.append(self._answer(req, body))
+                if req.close:
+                    self.closing = True
+        except Exception:  # noqa: BLE001 - any handler bug: drop this connection, keep serving
+            try:
+                self.listener.handle_error(None, self.peer)
+            finally:
+                self.closing = True
+        assert self.transport is not None
+        if out:
+            self.transport.write(b"".join(out))
+        if self.closing:
+            self.transport.close()
+
+    def _next_head(self, out: list[bytes]) -> _Request | None:
+        buf = self.buf
+        while buf[:2] == b"\r\n" or buf[:1] == b"\n":  # empty lines before a request are ignored
+            del buf[: 2 if buf[:1] == b"\r" else 1]
+            self.scanned = 0
+        # scan only what came since the last look: a client trickling a byte at a time must not
+        # make every packet rescan up to 128 KiB
+        start = max(0, self.scanned - 2)
+        a, b = buf.find(b"\n\r\n", start), buf.find(b"\n\n", start)
+        ends = [(i, n) for i, n in ((a, 3), (b, 2)) if i >= 0]
+        if not ends:
+            self.scanned = len(buf)
+            if len(buf) > MAX_HEADER_BYTES:
+                nl = buf.find(b"\n", 0, MAX_REQUEST_LINE + 2)
+                if nl < 0 and len(buf) > MAX_REQUEST_LINE + 1:
+                    out.append(error_page(414, version=""))
+                    self.closing = True
+                elif nl >= 0 and len(buf) - nl > MAX_HEADER_BYTES:
+                    out.append(error_page(431, "Line too long", _TOO_LONG))
+                    self.closing = True
+            return None
+        self.scanned = 0
+        end, skip = min(ends)
+        head = bytes(buf[:end])
+        del buf[: end + skip]
+        try:
+            req = parse_head(head)
+        except _BadRequest as e:
+            out.append(e.answer)
+            self.closing = True
+            return None
+        headers = req.headers
+        expect = headers.get("expect")
+        if expect is not None and expect.lower() == "100-continue" and req.version >= "HTTP/1.1":
+            assert self.transport is not None  # http.server sent this first, before any check
+            if out:
+                self.transport.write(b"".join(out))
+                out.clear()
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if req.method not in METHODS:
+            out.append(error_page(501, f"Unsupported method ({req.method!r})", head=req.method == "HEAD"))
+            self.closing = True
+            return None
+        # the body: read when small and sized, else left unread and the connection closed after
+        length = headers.get("content-length")
+        if length and length.isascii() and length.isdigit() and int(length) <= MAX_BODY:
+            req.need = int(length)
+        elif length or headers.get("transfer-encoding"):
+            req.close = True
+        return req
+
+    def _run(self, req: _Request, body: bytes) -> None:
+        self.pending = None
+        assert self.transport is not None
+        try:
+            self.transport.write(self._answer(req, body))
+        except Exception:  # noqa: BLE001 - as above
+            self.listener.handle_error(None, self.peer)
+        self.closing = True
+        self.transport.close()
+
+    def _answer(self, req: _Request, body: bytes) -> bytes:
+        status, answer = self.service.routes.answer(req.method, req.path, req.headers, self.peer_ok)
+        if req.version == "HTTP/0.9":
+            answer = answer.split(b"\r\n\r\n", 1)[1]
+        if log.isEnabledFor(logging.DEBUG):
+            # the request line carries no token (tokens travel in headers, which are never logged)
+            log.debug('%s "%s" %s', self.peer[0], req.requestline, status)
+        return answer
+
+
+class HttpService:
+    """Every listener served by one asyncio loop in one daemon thread."""
+
+    def __init__(self, app: CredentialServer, listeners: list[Listener]) -> None:
+        self.app = app
+        self.routes = Routes(app)
+        self.listeners = listeners
+        self.loop = asyncio.new_event_loop()
+        self.connections: set[_Connection] = set()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        for listener in self.listeners:
+            listener.socket.listen(BACKLOG)  # connections queue from here on, even before the loop runs
+        self._thread = threading.Thread(target=self._run, name="serve-http", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._failure is not None:
+            raise self._failure
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._listen())
+        except BaseException as e:  # noqa: BLE001 - re-raised by start() in the caller's thread
+            self._failure = e
+            self._ready.set()
+            self.loop.close()
+            return
+        self._ready.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    async def _listen(self) -> None:
+        for listener in self.listeners:
+
+            def factory(listener: Listener = listener) -> _Connection:
+                return _Connection(self, listener)
+
+            server = await self.loop.create_server(factory, sock=listener.socket, backlog=BACKLOG)
+            self._servers.append(server)
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
+
+    def _sweep(self) -> None:
+        """Drop keep-alive connections idle for ``IDLE_TIMEOUT`` seconds (and stalled senders)."""
+        limit = self.loop.time() - IDLE_TIMEOUT
+        for conn in [c for c in self.connections if c.last < limit]:
+            conn.closing = True
+            if conn.transport is not None:
+                conn.transport.abort()
+            self.connections.discard(conn)
+        self._sweeper = self.loop.call_later(1.0, self._sweep)
+
+    def _shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.closing = True
+            if conn.transport is not None:
+                conn.transport.abort()
+        self.connections.clear()
+        self.loop.call_soon(self.loop.stop)
+
+    def close(self) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive() and not self.loop.is_closed():
+            try:
+                self.loop.call_soon_threadsafe(self._shutdown)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+            thread.join(timeout=5)
+        elif not self.loop.is_closed() and thread is None:
+            self.loop.close()
+        self._thread = None
+        for listener in self.listeners:
+            listener.socket.close()
+
+
+def _json(status: int, message: str) -> tuple[int, bytes]:
+    body = json.dumps({"Code": "Error", "Message": message}).encode()
+    return status, response(status, body, "application/json")
+
+
+class Routes:
+    """What each request gets: the routes, checks and documents of the old ``http.server`` handler."""
+
+    def __init__(self, app: CredentialServer) -> None:
+        self.app = app
+        self.config = app.config
+        token = app.config.container_token
+        self._container_token = token.encode() if token is not None else None
+        self._hosts: dict[str, bool] = {}  # Host header -> allowed (bounded below)
+        #: (credentials object, container answer body, IMDS answer body): rendered once per refresh
+        self._rendered: tuple[object, bytes, bytes] | None = None
+
+    def _host_ok(self, header: str) -> bool:
+        ok = self._hosts.get(header)
+        if ok is None:
+            ok = self.config.host_allowed(host_of(header))
+            if len(self._hosts) >= 256:
+                self._hosts.clear()
+            self._hosts[header] = ok
+        return ok
+
+    def answer(self, method: str, path: str, headers: dict[str, str], peer_ok: bool) -> tuple[int, bytes]:
+        # refusals common to every route, in the old handler's order
+        if not self.config.allow_remote and not peer_ok:
+            return _json(403, "requests from other hosts are refused")
+        if "x-forwarded-for" in headers:
+            return _json(400, "X-Forwarded-For is not accepted")
+        host = headers.get("host")
+        if host is None or not self._host_ok(host):
+            return _json(403, "Host header is not an address this server listens on")
+        if method == "GET":
+            return self._get(path, headers)
+        if method == "PUT":
+            if path != TOKEN_PATH:
+                return _json(404, "not found")
+            ttl_text = headers.get(TTL_HEADER.lower(), "").strip()
+            if not (ttl_text.isascii() and ttl_text.isdigit()) or not 1 <= int(ttl_text) <= MAX_TTL:
+                return _json(400, f"{TTL_HEADER} must be 1..{MAX_TTL}")
+            return 200, response(200, self.app.tokens.issue(int(ttl_text)).encode(), "text/plain")
+        return _json(405, "method not allowed")
+
+    def _get(self, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        path = path.split("?", 1)[0]
+        if path == CONTAINER_PATH and self._container_token is not None:
+            given = headers.get("authorization") or ""
+            if not hmac.compare_digest(given.encode(), self._container_token):
+                return _json(401, "missing or wrong Authorization token")
+            return self._credentials(container=True)
+        if path.rstrip("/") + "/" == CREDS_PATH or path.startswith(CREDS_PATH):
+            if not self.app.tokens.valid(headers.get(TOKEN_HEADER.lower())):
+                return _json(401, "missing, unknown or expired IMDSv2 token")
+            role = path[len(CREDS_PATH) :] if path.startswith(CREDS_PATH) else ""
+            if not role:
+                return 200, response(200, self.config.role_name.encode(), "text/plain")
+            if role.rstrip("/") == self.config.role_name:
+                return self._credentials(container=False)
+            return _json(404, "not found")
+        return _json(404, "not found")
+
+    def _credentials(self, *, container: bool) -> tuple[int, bytes]:
+        refresher = self.app.refresher
+        creds = refresher.current()  # a cache read: never signs, never waits on a refresh
+        if creds is None:
+            return _json(500, f"no valid credentials: {describe_error(refresher.last_error)}")
+        rendered = self._rendered
+        if rendered is None or rendered[0] is not creds:
+            obtained = refresher.obtained_at
+            doc: dict[str, str] = {
+                "AccessKeyId": creds.access_key_id,
+                "SecretAccessKey": creds.secret_access_key,
+                "Token": creds.session_token,
+                "Expiration": creds.expiration_text(),
+            }
+            imds_doc = {"Code": "Success", "LastUpdated": "", "Type": "AWS-HMAC", **doc}
+            imds_doc["LastUpdated"] = (obtained or refresher.now()).strftime(EXPIRATION_FORMAT)
+            rendered = (creds, json.dumps(doc).encode(), json.dumps(imds_doc).encode())
+            if obtained is not None:  # without it LastUpdated is "now": render per request
+                self._rendered = rendered
+        return 200, response(200, rendered[1] if container else rendered[2], "application/json")
+
+
+def bind_listener(app: CredentialServer, address: str, port: int) -> Listener:
+    """A bound, not yet listening socket with the hop limit set; raises ``OSError``."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((address, port))
+        app.set_hop_limit(sock, family)
+    except OSError:
+        sock.close()
+        raise
+    return Listener(sock, family)
