@@ -11,6 +11,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 from cryptography.hazmat.primitives.asymmetric import ec, utils
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rolesanywhere_signer import protocol
 from rolesanywhere_signer.backends.pem import PemSigner
@@ -163,3 +165,12 @@ def test_parse_authorization_roundtrip_and_refusals() -> None:
 def test_naive_timestamps_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         protocol.amz_date(datetime(2026, 1, 1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(r=st.integers(min_value=0, max_value=2**521 - 1), s=st.integers(min_value=0, max_value=2**521 - 1))
+def test_ecdsa_der_agrees_with_cryptography(r: int, s: int) -> None:
+    expected = utils.encode_dss_signature(r, s)
+    assert ecdsa_der_from_rs(r, s) == expected
+    width = max(66, (max(r, s).bit_length() + 7) // 8)
+    assert ecdsa_der_from_raw(r.to_bytes(width, "big") + s.to_bytes(width, "big")) == expected

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
+from .der import der_len
 from .protocol import ALGORITHM_ECDSA, ALGORITHM_RSA, Identity
 
 if TYPE_CHECKING:
@@ -98,11 +99,20 @@ def digest_info(data: bytes, name: DigestName = "sha256") -> bytes:
     return DIGEST_INFO_PREFIX[name] + digest(data, name)
 
 
+def _der_uint(big_endian: bytes) -> bytes:
+    # straight from bytes: this runs once per signature on the token and TPM paths
+    value = big_endian.lstrip(b"\x00") or b"\x00"
+    if value[0] & 0x80:
+        value = b"\x00" + value
+    return b"\x02" + der_len(len(value)) + value
+
+
 def ecdsa_der_from_rs(r: int, s: int) -> bytes:
     """ASN.1 DER ``SEQUENCE { r INTEGER, s INTEGER }``."""
-    from .der import der_int, der_seq
-
-    return der_seq(der_int(r), der_int(s))
+    body = _der_uint(r.to_bytes((r.bit_length() + 7) // 8, "big")) + _der_uint(
+        s.to_bytes((s.bit_length() + 7) // 8, "big")
+    )
+    return b"\x30" + der_len(len(body)) + body
 
 
 def ecdsa_der_from_raw(raw: bytes) -> bytes:
@@ -110,7 +120,8 @@ def ecdsa_der_from_raw(raw: bytes) -> bytes:
     if not raw or len(raw) % 2:
         raise ValueError(f"raw ECDSA signature has odd length {len(raw)}")
     half = len(raw) // 2
-    return ecdsa_der_from_rs(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+    body = _der_uint(raw[:half]) + _der_uint(raw[half:])
+    return b"\x30" + der_len(len(body)) + body
 
 
 def algorithm_for_key(public_key: PublicKeyTypes) -> str:
