@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rolesanywhere_signer.endpoint_server import LocalEndpoint
+from rolesanywhere_signer.options import IdentityOptions
+from support.clock import FakeClock
 from support.pki import PKI
 
 
@@ -28,3 +31,29 @@ def endpoint(pki: PKI) -> Iterator[LocalEndpoint]:
         yield ep
     finally:
         ep.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A hand-moved clock starting now (whole seconds)."""
+    return FakeClock(dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
+
+
+@pytest.fixture
+def ep(pki: PKI, clock: FakeClock) -> Iterator[LocalEndpoint]:
+    """The verifying endpoint on ``clock``'s time, so expiry can be reached without sleeping."""
+    e = LocalEndpoint([pki.root.cert], clock=clock).start()
+    try:
+        yield e
+    finally:
+        e.stop()
+
+
+@pytest.fixture
+def identity(pki: PKI, tmp_path: Path) -> IdentityOptions:
+    """A PEM key and its certificate from ``pki``, as identity options."""
+    leaf = pki.leaf()
+    cert, key = tmp_path / "leaf.crt", tmp_path / "leaf.key"
+    cert.write_bytes(leaf.pem)
+    key.write_bytes(leaf.key_pem())
+    return IdentityOptions(certificate=str(cert), private_key=str(key))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,19 +10,8 @@ import rolesanywhere_signer
 from rolesanywhere_signer import api
 from rolesanywhere_signer.endpoint_server import LocalEndpoint
 from rolesanywhere_signer.options import IdentityOptions, RequestOptions
-from support.pki import PKI
+from support.clock import FakeClock
 from support.util import PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN
-
-
-@dataclass
-class FakeClock:
-    now: dt.datetime
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 @pytest.fixture(autouse=True)
@@ -37,29 +23,6 @@ def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFROMTHEENVIRONMENT")  # must not win over ours
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
-
-
-@pytest.fixture
-def ep(pki: PKI, clock: FakeClock) -> Iterator[LocalEndpoint]:
-    e = LocalEndpoint([pki.root.cert], clock=clock).start()
-    try:
-        yield e
-    finally:
-        e.stop()
-
-
-@pytest.fixture
-def identity(pki: PKI, tmp_path: Path) -> IdentityOptions:
-    leaf = pki.leaf()
-    cert, key = tmp_path / "leaf.crt", tmp_path / "leaf.key"
-    cert.write_bytes(leaf.pem)
-    key.write_bytes(leaf.key_pem())
-    return IdentityOptions(certificate=str(cert), private_key=str(key))
 
 
 def req(ep: LocalEndpoint, duration: int = 900) -> RequestOptions:

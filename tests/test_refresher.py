@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,19 +21,9 @@ from rolesanywhere_signer.refresher import (
 )
 from rolesanywhere_signer.retry import NO_RETRY
 from rolesanywhere_signer.secret import Secret
+from support.clock import FakeClock
 from support.pki import PKI
 from support.util import PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN
-
-
-@dataclass
-class FakeClock:
-    now: dt.datetime
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 @pytest.fixture(autouse=True)
@@ -43,29 +31,6 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,::1")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
-
-
-@pytest.fixture
-def ep(pki: PKI, clock: FakeClock) -> Iterator[LocalEndpoint]:
-    e = LocalEndpoint([pki.root.cert], clock=clock).start()
-    try:
-        yield e
-    finally:
-        e.stop()
-
-
-@pytest.fixture
-def identity(pki: PKI, tmp_path: Path) -> IdentityOptions:
-    leaf = pki.leaf()
-    cert, key = tmp_path / "leaf.crt", tmp_path / "leaf.key"
-    cert.write_bytes(leaf.pem)
-    key.write_bytes(leaf.key_pem())
-    return IdentityOptions(certificate=str(cert), private_key=str(key))
 
 
 POLICY = RefreshPolicy(min_interval=5.0, backoff_base=10.0, backoff_max=60.0, attempt_retry=NO_RETRY)

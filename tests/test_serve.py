@@ -10,7 +10,6 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,23 +19,13 @@ from rolesanywhere_signer.imds import CredentialServer, ServeConfig, TokenStore,
 from rolesanywhere_signer.options import IdentityOptions, RequestOptions
 from rolesanywhere_signer.refresher import Refresher, RefreshPolicy
 from rolesanywhere_signer.retry import NO_RETRY
+from support.clock import FakeClock
 from support.pki import PKI
 from support.util import PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN
 
 ROLE = "rolesanywhere-test"
 CREDS = f"/latest/meta-data/iam/security-credentials/{ROLE}"
 POLICY = RefreshPolicy(min_interval=0.2, backoff_base=1.0, backoff_max=5.0, attempt_retry=NO_RETRY)
-
-
-@dataclass
-class FakeClock:
-    now: dt.datetime
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 @pytest.fixture(autouse=True)
@@ -47,15 +36,6 @@ def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,::1")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-
-
-@pytest.fixture
-def identity(pki: PKI, tmp_path: Path) -> IdentityOptions:
-    leaf = pki.leaf()
-    cert, key = tmp_path / "leaf.crt", tmp_path / "leaf.key"
-    cert.write_bytes(leaf.pem)
-    key.write_bytes(leaf.key_pem())
-    return IdentityOptions(certificate=str(cert), private_key=str(key))
 
 
 def request(ep: LocalEndpoint, duration: int = 3600) -> RequestOptions:

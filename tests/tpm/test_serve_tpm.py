@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,23 +14,13 @@ from rolesanywhere_signer.imds import CredentialServer, ServeConfig
 from rolesanywhere_signer.options import IdentityOptions, RequestOptions
 from rolesanywhere_signer.refresher import Refresher, RefreshPolicy
 from rolesanywhere_signer.retry import NO_RETRY
+from support.clock import FakeClock
 from support.pki import PKI, issue
 from support.util import PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN
 
 from .swtpm import Swtpm
 
 ROLE = ROLE_ARN.rsplit("/", 1)[-1]
-
-
-@dataclass
-class FakeClock:
-    now: dt.datetime
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
 
 
 def _get(server: CredentialServer, token: str) -> tuple[int, str | None]:
