@@ -28,7 +28,6 @@ PROFILE_ARN = f"arn:aws:rolesanywhere:{REGION}:123456789012:profile/00000000-000
 ROLE_ARN = "arn:aws:iam::123456789012:role/bench"
 ARN_ARGS = ["--trust-anchor-arn", TRUST_ANCHOR_ARN, "--profile-arn", PROFILE_ARN, "--role-arn", ROLE_ARN]
 
-HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 CLI = str(VENV_BIN / "rolesanywhere-signer")
 
@@ -134,14 +133,20 @@ class Bench:
         return env
 
     def start_endpoint(self, delay: float = 0.0) -> str:
-        """The verifying endpoint over TLS in its own process (see endpoint.py); returns its URL."""
+        """The verifying endpoint over TLS in its own process (``local-endpoint``); returns its URL."""
         proc = subprocess.Popen(
             [
                 sys.executable,
-                str(HERE / "endpoint.py"),
+                "-m",
+                "rolesanywhere_signer",
+                "local-endpoint",
+                "--trust-anchor",
                 str(self.ca_path),
+                "--tls-cert",
                 str(self.tls_cert_path),
+                "--tls-key",
                 str(self.tls_key_path),
+                "--delay",
                 str(delay),
             ],
             stdout=subprocess.PIPE,
