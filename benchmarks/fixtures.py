@@ -7,8 +7,6 @@ own process, verifying every signature, behind a TLS certificate trusted through
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
 import subprocess
@@ -18,9 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 REGION = "us-east-1"
 TRUST_ANCHOR_ARN = f"arn:aws:rolesanywhere:{REGION}:123456789012:trust-anchor/00000000-0000-4000-8000-000000000001"
@@ -28,58 +23,14 @@ PROFILE_ARN = f"arn:aws:rolesanywhere:{REGION}:123456789012:profile/00000000-000
 ROLE_ARN = "arn:aws:iam::123456789012:role/bench"
 ARN_ARGS = ["--trust-anchor-arn", TRUST_ANCHOR_ARN, "--profile-arn", PROFILE_ARN, "--role-arn", ROLE_ARN]
 
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+from support.pki import issue  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 CLI = str(VENV_BIN / "rolesanywhere-signer")
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def issue_cert(
-    cn: str,
-    public_key: object,
-    ca_key: ec.EllipticCurvePrivateKey,
-    ca_name: x509.Name | None,
-    *,
-    ca: bool = False,
-    server_ip: str | None = None,
-) -> x509.Certificate:
-    """A certificate as the Roles Anywhere checks want it (v3, keyUsage, SHA-256)."""
-    now = dt.datetime.now(dt.timezone.utc)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(ca_name or _name(cn))
-        .public_key(public_key)  # type: ignore[arg-type]
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=10))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=ca,
-                crl_sign=ca,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    )
-    if server_ip:
-        b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(server_ip))]), False)
-    return b.sign(ca_key, hashes.SHA256())
 
 
 @dataclass
@@ -91,19 +42,17 @@ class Bench:
     endpoint_url: str = ""
 
     def __post_init__(self) -> None:
-        self.ca_key = ec.generate_private_key(ec.SECP256R1())
-        self.ca_cert = issue_cert("Bench Root CA", self.ca_key.public_key(), self.ca_key, None, ca=True)
-        self.ca_path = self.write("ca.pem", self.ca_cert.public_bytes(serialization.Encoding.PEM))
-        tls_key = ec.generate_private_key(ec.SECP256R1())
-        tls_cert = issue_cert(
-            "127.0.0.1", tls_key.public_key(), self.ca_key, self.ca_cert.subject, server_ip="127.0.0.1"
-        )
-        self.tls_cert_path = self.write("tls.crt", tls_cert.public_bytes(serialization.Encoding.PEM))
-        self.tls_key_path = self.write("tls.key", _pem_key(tls_key))
-        self.leaf_key = ec.generate_private_key(ec.SECP256R1())
-        self.leaf_cert = self.certify("Bench EC leaf", self.leaf_key.public_key())
-        self.leaf_cert_path = self.write("leaf.crt", self.leaf_cert.public_bytes(serialization.Encoding.PEM))
-        self.leaf_key_path = self.write("leaf.key", _pem_key(self.leaf_key))
+        # the test suite's PKI helper: the same certificate rules as the tests (v3, keyUsage, SHA-256)
+        self.ca = issue("Bench Root CA", key_type="ec-p256", ca=True)
+        self.ca_key, self.ca_cert = self.ca.key, self.ca.cert
+        self.ca_path = self.write("ca.pem", self.ca.pem)
+        tls = issue("127.0.0.1", issuer=self.ca, client_auth=False, ip_sans=("127.0.0.1",))
+        self.tls_cert_path = self.write("tls.crt", tls.pem)
+        self.tls_key_path = self.write("tls.key", tls.key_pem())
+        leaf = issue("Bench EC leaf", issuer=self.ca, key_type="ec-p256")
+        self.leaf_key, self.leaf_cert = leaf.key, leaf.cert
+        self.leaf_cert_path = self.write("leaf.crt", leaf.pem)
+        self.leaf_key_path = self.write("leaf.key", leaf.key_pem())
 
     def write(self, name: str, data: bytes) -> Path:
         p = self.base / name
@@ -112,7 +61,7 @@ class Bench:
         return p
 
     def certify(self, cn: str, public_key: object) -> x509.Certificate:
-        return issue_cert(cn, public_key, self.ca_key, self.ca_cert.subject)
+        return issue(cn, issuer=self.ca, public_key=public_key).cert
 
     def env(self, **extra: str) -> dict[str, str]:
         """A clean environment for measured processes: no proxies, the bench CA trusted."""

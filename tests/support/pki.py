@@ -74,6 +74,7 @@ def issue(
     serial: int | None = None,
     extensions: bool = True,
     client_auth: bool = True,
+    ip_sans: tuple[str, ...] = (),
 ) -> Issued:
     """Issue a certificate. ``issuer=None`` makes it self-signed."""
     if public_key is None:
@@ -113,6 +114,11 @@ def issue(
             b = b.add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
             )
+        if ip_sans:  # a TLS server certificate for a loopback endpoint
+            import ipaddress
+
+            sans = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_sans]
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         if not ca and client_auth:
             b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
     cert = b.sign(signer_key, hash_alg or hashes.SHA256())
