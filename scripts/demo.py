@@ -40,8 +40,9 @@ class DemoContext:
         shown = [str(a) for a in args if not str(a).startswith("arn:")]
         printable = " ".join(["rolesanywhere-signer", *shown])
         print(f"$ {printable} …", flush=True)
-        proc = subprocess.run(cmd, env=clean_env(env), capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            cmd, env=clean_env(env), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+        )
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr)
             raise SystemExit(f"demo step failed with exit {proc.returncode}")
@@ -70,8 +71,20 @@ def main() -> int:
             leaf = pki.leaf("ec-p256", via_intermediate=True, cn="demo-host.example")
             cert, key = pki.leaf_files("demo", leaf)
             print("\n== PEM key file (EC P-256, with an intermediate)")
-            ctx.run(["credential-process", "--certificate", cert, "--private-key", key,
-                     "--intermediates", pki.intermediates_path, "--endpoint", ep.url, *ARN_ARGS])
+            ctx.run(
+                [
+                    "credential-process",
+                    "--certificate",
+                    cert,
+                    "--private-key",
+                    key,
+                    "--intermediates",
+                    pki.intermediates_path,
+                    "--endpoint",
+                    ep.url,
+                    *ARN_ARGS,
+                ]
+            )
             for part in PARTS:
                 if (ROOT / "scripts" / f"{part}.py").exists():
                     importlib.import_module(part).run(ctx)

@@ -15,8 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support.util import ARN_ARGS
 
-MODULES = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-           "/usr/lib64/softhsm/libsofthsm2.so")
+MODULES = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib64/softhsm/libsofthsm2.so",
+)
 
 
 def run(ctx: Any) -> None:
@@ -44,13 +47,51 @@ def run(ctx: Any) -> None:
 
     try:
         sh("softhsm2-util", "--init-token", "--free", "--label", "demo", "--so-pin", "5678", "--pin", "1234")
-        sh("softhsm2-util", "--import", str(key_pem), "--token", "demo", "--label", "demo-key", "--id", "01",
-           "--pin", "1234")
-        sh("pkcs11-tool", "--module", module, "--token-label", "demo", "--login", "--pin", "1234",
-           "--write-object", str(cert_der), "--type", "cert", "--label", "demo-key", "--id", "01")
+        sh(
+            "softhsm2-util",
+            "--import",
+            str(key_pem),
+            "--token",
+            "demo",
+            "--label",
+            "demo-key",
+            "--id",
+            "01",
+            "--pin",
+            "1234",
+        )
+        sh(
+            "pkcs11-tool",
+            "--module",
+            module,
+            "--token-label",
+            "demo",
+            "--login",
+            "--pin",
+            "1234",
+            "--write-object",
+            str(cert_der),
+            "--type",
+            "cert",
+            "--label",
+            "demo-key",
+            "--id",
+            "01",
+        )
         key_pem.unlink()  # the key now lives only on the token
         uri = f"pkcs11:token=demo;object=demo-key?pin-source=file:{pin}"
-        ctx.run(["credential-process", "--pkcs11-uri", uri, "--pkcs11-lib", module,
-                 "--endpoint", ctx.endpoint.url, *ARN_ARGS], env={"SOFTHSM2_CONF": str(conf)})
+        ctx.run(
+            [
+                "credential-process",
+                "--pkcs11-uri",
+                uri,
+                "--pkcs11-lib",
+                module,
+                "--endpoint",
+                ctx.endpoint.url,
+                *ARN_ARGS,
+            ],
+            env={"SOFTHSM2_CONF": str(conf)},
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -21,10 +21,22 @@ from support.util import ARN_ARGS, free_port
 def _start(state: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
-        ["swtpm", "socket", "--tpm2", "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-         "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1", "--tpmstate", f"dir={state}",
-         "--flags", "not-need-init,startup-clear"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            "swtpm",
+            "socket",
+            "--tpm2",
+            "--server",
+            f"type=tcp,port={port},bindaddr=127.0.0.1",
+            "--ctrl",
+            f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
+            "--tpmstate",
+            f"dir={state}",
+            "--flags",
+            "not-need-init,startup-clear",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     for _ in range(250):
         try:
@@ -63,8 +75,20 @@ def run(ctx: Any) -> None:
         leaf = issue("demo-tpm.example", issuer=ctx.pki.root, public_key=public)
         cert = ctx.pki.write("demo-tpm.crt", leaf.pem)
         print(f"   {key_file.name}: TSS2 PRIVATE KEY (only this TPM can load it); certificate from the demo CA")
-        ctx.run(["credential-process", "--certificate", cert, "--private-key", key_file, "--tcti", tcti,
-                 "--endpoint", ctx.endpoint.url, *ARN_ARGS])
+        ctx.run(
+            [
+                "credential-process",
+                "--certificate",
+                cert,
+                "--private-key",
+                key_file,
+                "--tcti",
+                tcti,
+                "--endpoint",
+                ctx.endpoint.url,
+                *ARN_ARGS,
+            ]
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

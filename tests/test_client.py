@@ -47,7 +47,9 @@ class ScriptedTransport:
         try:
             doc = verify_request(ReceivedRequest(method, path, list(headers.items()), body), self.state)
         except Refusal as r:
-            return HttpResponse(r.status, {"x-amzn-errortype": r.error_type}, json.dumps({"message": r.message}).encode())
+            return HttpResponse(
+                r.status, {"x-amzn-errortype": r.error_type}, json.dumps({"message": r.message}).encode()
+            )
         self.clock.t += timedelta(seconds=7)  # time passes between attempts
         step = self.script.pop(0) if self.script else 201
         if isinstance(step, Exception):
@@ -94,7 +96,9 @@ def test_total_time_is_bounded(pki: PKI) -> None:
         now[0] += s
 
     t = ScriptedTransport(pki, clock, [TransientError("down")] * 50)
-    policy = RetryPolicy(attempts=50, total_seconds=20, base_delay=4, max_delay=16, sleep=sleep, monotonic=lambda: now[0])
+    policy = RetryPolicy(
+        attempts=50, total_seconds=20, base_delay=4, max_delay=16, sleep=sleep, monotonic=lambda: now[0]
+    )
     with pytest.raises(EndpointError, match="down"):
         create_session(make_signer(pki), OPTS, transport=t, clock=clock, retry=policy)
     assert now[0] <= 20
@@ -130,10 +134,19 @@ def test_expired_credentials_in_answer_are_refused(pki: PKI) -> None:
     [
         ("aws", "eu-west-1", {}, "https://rolesanywhere.eu-west-1.amazonaws.com"),
         ("aws-cn", "cn-north-1", {}, "https://rolesanywhere.cn-north-1.amazonaws.com.cn"),
-        ("aws-us-gov", "us-gov-west-1", {"AWS_USE_FIPS_ENDPOINT": "true"},
-         "https://rolesanywhere-fips.us-gov-west-1.amazonaws.com"),
+        (
+            "aws-us-gov",
+            "us-gov-west-1",
+            {"AWS_USE_FIPS_ENDPOINT": "true"},
+            "https://rolesanywhere-fips.us-gov-west-1.amazonaws.com",
+        ),
         ("aws", "us-east-1", {"AWS_ENDPOINT_URL": "http://127.0.0.1:1/"}, "http://127.0.0.1:1"),
-        ("aws", "us-east-1", {"AWS_ENDPOINT_URL": "http://a", "AWS_ENDPOINT_URL_ROLESANYWHERE": "http://b"}, "http://b"),
+        (
+            "aws",
+            "us-east-1",
+            {"AWS_ENDPOINT_URL": "http://a", "AWS_ENDPOINT_URL_ROLESANYWHERE": "http://b"},
+            "http://b",
+        ),
     ],
 )
 def test_endpoint_resolution(partition: str, region: str, env: dict[str, str], expected: str) -> None:

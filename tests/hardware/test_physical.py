@@ -60,15 +60,19 @@ def test_yubikey_slot_9a_signs_and_lists() -> None:
     pin = os.environ.get("ROLESANYWHERE_TEST_YUBIKEY_PIN")
     if not pin:
         pytest.skip("set ROLESANYWHERE_TEST_YUBIKEY_PIN to run the YubiKey test")
-    listed = run_cli(["read-certificate-data", "--pkcs11-uri", "pkcs11:manufacturer=Yubico%2C%20Inc.",
-                      "--pkcs11-lib", module])
+    listed = run_cli(
+        ["read-certificate-data", "--pkcs11-uri", "pkcs11:manufacturer=Yubico%2C%20Inc.", "--pkcs11-lib", module]
+    )
     assert listed.returncode == 0, listed.stderr
     entries = [json.loads(line) for line in listed.stdout.splitlines()]
     assert entries, "the YubiKey holds no certificate"
     first = entries[0]
     cert = x509.load_der_x509_certificate(base64.b64decode(str(first["certificate"])))
-    proc = run_cli(["sign-string", "--pkcs11-uri", str(first["uri"]), "--pkcs11-lib", module],
-                   input=b"yubikey", env={"ROLESANYWHERE_SIGNER_PKCS11_PIN": pin})
+    proc = run_cli(
+        ["sign-string", "--pkcs11-uri", str(first["uri"]), "--pkcs11-lib", module],
+        input=b"yubikey",
+        env={"ROLESANYWHERE_SIGNER_PKCS11_PIN": pin},
+    )
     assert proc.returncode == 0, proc.stderr
     assert verify_signature(cert.public_key(), bytes.fromhex(proc.stdout.strip()), b"yubikey")
     assert pin not in proc.stderr
@@ -84,16 +88,30 @@ def test_real_tpm_generate_csr_certify_and_fetch(pki: PKI, tmp_path: Path) -> No
         pytest.skip("no usable physical TPM at /dev/tpmrm0")
     tcti = "device:/dev/tpmrm0"
     key = tmp_path / "host.tss"
-    gen = run_cli(["generate-key", "--tpm", "--tcti", tcti, "--key-type", "ec-p256", "--output", key,
-                   "--no-tpm-key-password"])
+    gen = run_cli(
+        ["generate-key", "--tpm", "--tcti", tcti, "--key-type", "ec-p256", "--output", key, "--no-tpm-key-password"]
+    )
     assert gen.returncode == 0, gen.stderr
     public = serialization.load_pem_public_key(gen.stdout.encode())
     cert = issue("hw-tpm-host", issuer=pki.root, public_key=public)
     cert_path = tmp_path / "host.crt"
     cert_path.write_bytes(cert.pem)
     with LocalEndpoint([pki.root.cert]) as ep:
-        proc = run_cli(["credential-process", "--certificate", cert_path, "--private-key", key, "--tcti", tcti,
-                        "--no-tpm-key-password", "--endpoint", ep.url, *ARN_ARGS])
+        proc = run_cli(
+            [
+                "credential-process",
+                "--certificate",
+                cert_path,
+                "--private-key",
+                key,
+                "--tcti",
+                tcti,
+                "--no-tpm-key-password",
+                "--endpoint",
+                ep.url,
+                *ARN_ARGS,
+            ]
+        )
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["AccessKeyId"].startswith("ASIA")
         assert ep.state.sessions_created == 1

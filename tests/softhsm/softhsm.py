@@ -11,8 +11,15 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 MODULE = next(
-    (p for p in ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-                 "/usr/lib64/softhsm/libsofthsm2.so") if os.path.exists(p)),
+    (
+        p
+        for p in (
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+            "/usr/lib64/softhsm/libsofthsm2.so",
+        )
+        if os.path.exists(p)
+    ),
     "/usr/lib/softhsm/libsofthsm2.so",
 )
 SPY = "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so"
@@ -57,28 +64,56 @@ class SoftHSM:
     def tool(self, token: str, *args: str) -> str:
         return self._run(["pkcs11-tool", "--module", MODULE, "--token-label", token, "--login", "--pin", PIN, *args])
 
-    def import_key(self, token: str, key: Any, label: str, id_hex: str, *, method: str = "softhsm2-util",
-                   always_auth: bool = False) -> None:
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    def import_key(
+        self, token: str, key: Any, label: str, id_hex: str, *, method: str = "softhsm2-util", always_auth: bool = False
+    ) -> None:
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         if method == "softhsm2-util" and not always_auth:
-            self._run(["softhsm2-util", "--import", str(self._file(".pem", pem)), "--token", token,
-                       "--label", label, "--id", id_hex, "--pin", PIN])
+            self._run(
+                [
+                    "softhsm2-util",
+                    "--import",
+                    str(self._file(".pem", pem)),
+                    "--token",
+                    token,
+                    "--label",
+                    label,
+                    "--id",
+                    id_hex,
+                    "--pin",
+                    PIN,
+                ]
+            )
             return
-        der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+        der = key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         extra = ["--always-auth"] if always_auth else []
-        self.tool(token, "--write-object", str(self._file(".p8", der)), "--type", "privkey", "--label", label,
-                  "--id", id_hex, "--usage-sign", *extra)
-        pub = key.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-        self.tool(token, "--write-object", str(self._file(".pub", pub)), "--type", "pubkey", "--label", label,
-                  "--id", id_hex)
+        self.tool(
+            token,
+            "--write-object",
+            str(self._file(".p8", der)),
+            "--type",
+            "privkey",
+            "--label",
+            label,
+            "--id",
+            id_hex,
+            "--usage-sign",
+            *extra,
+        )
+        pub = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.tool(
+            token, "--write-object", str(self._file(".pub", pub)), "--type", "pubkey", "--label", label, "--id", id_hex
+        )
 
     def write_cert(self, token: str, cert: Any, label: str, id_hex: str) -> None:
         der = cert.public_bytes(serialization.Encoding.DER)
-        self.tool(token, "--write-object", str(self._file(".der", der)), "--type", "cert", "--label", label,
-                  "--id", id_hex)
+        self.tool(
+            token, "--write-object", str(self._file(".der", der)), "--type", "cert", "--label", label, "--id", id_hex
+        )
 
     def add_identity(self, token: str, issued: Any, label: str, id_hex: str, **kw: Any) -> None:
         self.import_key(token, issued.key, label, id_hex, **kw)

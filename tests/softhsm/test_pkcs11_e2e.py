@@ -31,8 +31,19 @@ def test_credential_process_every_key_type(hsm: SoftHSM, pki: PKI, endpoint, key
     hsm.init_token("tok")
     leaf = pki.leaf(key_type, cn=f"p11 {key_type}")
     hsm.add_identity("tok", leaf, "mykey", "0a", method=method)
-    proc = run_cli(["credential-process", "--pkcs11-uri", hsm.uri("tok", "mykey"), "--pkcs11-lib", MODULE,
-                    "--endpoint", endpoint.url, *ARN_ARGS], env=hsm.env)
+    proc = run_cli(
+        [
+            "credential-process",
+            "--pkcs11-uri",
+            hsm.uri("tok", "mykey"),
+            "--pkcs11-lib",
+            MODULE,
+            "--endpoint",
+            endpoint.url,
+            *ARN_ARGS,
+        ],
+        env=hsm.env,
+    )
     _ok(proc)
     assert endpoint.state.sessions_created == 1
 
@@ -42,14 +53,39 @@ def test_reference_flags_and_module_in_uri(hsm: SoftHSM, pki: PKI, endpoint) -> 
     leaf = pki.leaf("ec-p256")
     hsm.add_identity("tok", leaf, "k", "01")
     cert_uri = f"pkcs11:token=tok;id=%01?module-path={MODULE}&pin-source=file:{hsm.pin_file}"
-    _ok(run_cli(["credential-process", "--certificate", cert_uri, "--endpoint", endpoint.url, *ARN_ARGS],
-                env=hsm.env))
+    _ok(run_cli(["credential-process", "--certificate", cert_uri, "--endpoint", endpoint.url, *ARN_ARGS], env=hsm.env))
     key_uri = f"pkcs11:token=tok;object=k;type=private?module-name=softhsm2&pin-source=file:{hsm.pin_file}"
-    _ok(run_cli(["credential-process", "--certificate", cert_uri, "--private-key", key_uri,
-                 "--endpoint", endpoint.url, *ARN_ARGS], env=hsm.env))
+    _ok(
+        run_cli(
+            [
+                "credential-process",
+                "--certificate",
+                cert_uri,
+                "--private-key",
+                key_uri,
+                "--endpoint",
+                endpoint.url,
+                *ARN_ARGS,
+            ],
+            env=hsm.env,
+        )
+    )
     cert_file = pki.write("p11leaf.pem", leaf.pem)
-    _ok(run_cli(["credential-process", "--certificate", cert_file, "--private-key", key_uri,
-                 "--endpoint", endpoint.url, *ARN_ARGS], env=hsm.env))
+    _ok(
+        run_cli(
+            [
+                "credential-process",
+                "--certificate",
+                cert_file,
+                "--private-key",
+                key_uri,
+                "--endpoint",
+                endpoint.url,
+                *ARN_ARGS,
+            ],
+            env=hsm.env,
+        )
+    )
     assert endpoint.state.sessions_created == 3
 
 
@@ -57,8 +93,12 @@ def test_pin_from_environment_and_pin_value_warns(hsm: SoftHSM, pki: PKI, endpoi
     hsm.init_token("tok")
     hsm.add_identity("tok", pki.leaf("ec-p256"), "k", "01")
     base = ["credential-process", "--pkcs11-lib", MODULE, "--endpoint", endpoint.url, *ARN_ARGS]
-    _ok(run_cli([*base, "--pkcs11-uri", hsm.uri("tok", "k", pin=False)],
-                env={**hsm.env, "ROLESANYWHERE_SIGNER_PKCS11_PIN": "1234"}))
+    _ok(
+        run_cli(
+            [*base, "--pkcs11-uri", hsm.uri("tok", "k", pin=False)],
+            env={**hsm.env, "ROLESANYWHERE_SIGNER_PKCS11_PIN": "1234"},
+        )
+    )
     proc = run_cli([*base, "--pkcs11-uri", "pkcs11:token=tok;object=k?pin-value=1234"], env=hsm.env)
     _ok(proc)
     assert "visible to other local users" in proc.stderr and "1234" not in proc.stderr
@@ -68,8 +108,21 @@ def test_rsa_falls_back_to_raw_pkcs_with_host_digest_info(tmp_path: Path, pki: P
     hsm = SoftHSM(tmp_path / "nohash", mechanisms="CKM_RSA_PKCS,CKM_ECDSA,CKM_SHA256")
     hsm.init_token("tok")
     hsm.add_identity("tok", pki.leaf("rsa2048"), "k", "01")
-    _ok(run_cli(["credential-process", "--pkcs11-uri", hsm.uri("tok", "k"), "--pkcs11-lib", MODULE,
-                 "--endpoint", endpoint.url, *ARN_ARGS], env=hsm.env))
+    _ok(
+        run_cli(
+            [
+                "credential-process",
+                "--pkcs11-uri",
+                hsm.uri("tok", "k"),
+                "--pkcs11-lib",
+                MODULE,
+                "--endpoint",
+                endpoint.url,
+                *ARN_ARGS,
+            ],
+            env=hsm.env,
+        )
+    )
     import pkcs11
 
     monkeypatch.setenv("SOFTHSM2_CONF", str(hsm.conf))
@@ -98,10 +151,38 @@ def test_chain_from_token_holds_only_real_issuers(hsm: SoftHSM, pki: PKI, endpoi
         assert list(signer.chain) == [pki.intermediate.cert]
     finally:
         signer.close()
-    _ok(run_cli(["credential-process", "--pkcs11-uri", hsm.uri("tok", "k"), "--pkcs11-lib", MODULE,
-                 "--endpoint", endpoint.url, *ARN_ARGS], env=hsm.env))
-    _ok(run_cli(["credential-process", "--pkcs11-uri", hsm.uri("tok", "k"), "--pkcs11-lib", MODULE,
-                 "--intermediates", pki.intermediates_path, "--endpoint", endpoint.url, *ARN_ARGS], env=hsm.env))
+    _ok(
+        run_cli(
+            [
+                "credential-process",
+                "--pkcs11-uri",
+                hsm.uri("tok", "k"),
+                "--pkcs11-lib",
+                MODULE,
+                "--endpoint",
+                endpoint.url,
+                *ARN_ARGS,
+            ],
+            env=hsm.env,
+        )
+    )
+    _ok(
+        run_cli(
+            [
+                "credential-process",
+                "--pkcs11-uri",
+                hsm.uri("tok", "k"),
+                "--pkcs11-lib",
+                MODULE,
+                "--intermediates",
+                pki.intermediates_path,
+                "--endpoint",
+                endpoint.url,
+                *ARN_ARGS,
+            ],
+            env=hsm.env,
+        )
+    )
 
 
 def test_yubikey_attestation_certificate_under_same_id(hsm: SoftHSM, pki: PKI, endpoint) -> None:
@@ -109,28 +190,51 @@ def test_yubikey_attestation_certificate_under_same_id(hsm: SoftHSM, pki: PKI, e
     leaf = pki.leaf("ec-p256", cn="piv auth")
     hsm.add_identity("tok", leaf, "X.509 Certificate for PIV Authentication", "01")
     att_ca = issue("Yubico PIV Attestation", ca=True)
-    att = issue("YubiKey PIV Attestation 9a", issuer=att_ca, public_key=leaf.key.public_key(),
-                extensions=True)
+    att = issue("YubiKey PIV Attestation 9a", issuer=att_ca, public_key=leaf.key.public_key(), extensions=True)
     # the attestation certificate certifies the same key, under the same id, with Yubico extensions
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ObjectIdentifier
 
-    builder = (x509.CertificateBuilder().subject_name(att.cert.subject).issuer_name(att_ca.cert.subject)
-               .public_key(leaf.key.public_key()).serial_number(7)
-               .not_valid_before(att.cert.not_valid_before_utc).not_valid_after(att.cert.not_valid_after_utc)
-               .add_extension(x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.41482.3.3"), b"\x05\x04\x03"),
-                              critical=False))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(att.cert.subject)
+        .issuer_name(att_ca.cert.subject)
+        .public_key(leaf.key.public_key())
+        .serial_number(7)
+        .not_valid_before(att.cert.not_valid_before_utc)
+        .not_valid_after(att.cert.not_valid_after_utc)
+        .add_extension(
+            x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.41482.3.3"), b"\x05\x04\x03"), critical=False
+        )
+    )
     att_cert = builder.sign(att_ca.key, hashes.SHA256())
     hsm.write_cert("tok", att_cert, "X.509 Certificate for PIV Attestation 9a", "01")
-    _ok(run_cli(["credential-process", "--pkcs11-uri", hsm.uri("tok", extra=";id=%01"), "--pkcs11-lib", MODULE,
-                 "--endpoint", endpoint.url, *ARN_ARGS], env=hsm.env))
-    listed = run_cli(["read-certificate-data", "--pkcs11-uri", "pkcs11:token=tok;id=%01", "--pkcs11-lib", MODULE],
-                     env=hsm.env)
+    _ok(
+        run_cli(
+            [
+                "credential-process",
+                "--pkcs11-uri",
+                hsm.uri("tok", extra=";id=%01"),
+                "--pkcs11-lib",
+                MODULE,
+                "--endpoint",
+                endpoint.url,
+                *ARN_ARGS,
+            ],
+            env=hsm.env,
+        )
+    )
+    listed = run_cli(
+        ["read-certificate-data", "--pkcs11-uri", "pkcs11:token=tok;id=%01", "--pkcs11-lib", MODULE], env=hsm.env
+    )
     assert listed.returncode == 0, listed.stderr
     entries = [json.loads(line) for line in listed.stdout.splitlines()]
     assert len(entries) == 2
     flags = {e["label"]: e.get("attestation", False) for e in entries}
-    assert flags == {"X.509 Certificate for PIV Authentication": False, "X.509 Certificate for PIV Attestation 9a": True}
+    assert flags == {
+        "X.509 Certificate for PIV Authentication": False,
+        "X.509 Certificate for PIV Attestation 9a": True,
+    }
 
 
 def test_read_certificate_data_lists_copyable_uris(hsm: SoftHSM, pki: PKI, endpoint) -> None:
@@ -138,8 +242,7 @@ def test_read_certificate_data_lists_copyable_uris(hsm: SoftHSM, pki: PKI, endpo
     a, b = pki.leaf("ec-p256", cn="first"), pki.leaf("rsa2048", cn="second")
     hsm.add_identity("tok", a, "a", "01")
     hsm.add_identity("tok", b, "b", "02")
-    proc = run_cli(["read-certificate-data", "--certificate", "pkcs11:token=tok", "--pkcs11-lib", MODULE],
-                   env=hsm.env)
+    proc = run_cli(["read-certificate-data", "--certificate", "pkcs11:token=tok", "--pkcs11-lib", MODULE], env=hsm.env)
     assert proc.returncode == 0, proc.stderr
     entries = {e["label"]: e for e in map(json.loads, proc.stdout.splitlines())}
     assert set(entries) == {"a", "b"}
@@ -148,15 +251,27 @@ def test_read_certificate_data_lists_copyable_uris(hsm: SoftHSM, pki: PKI, endpo
         assert entries["b"][key]
     # the listed URI finds exactly that certificate (and its key) again
     uri = f"{entries['b']['uri']}?pin-source=file:{hsm.pin_file}"
-    _ok(run_cli(["credential-process", "--pkcs11-uri", uri, "--pkcs11-lib", MODULE, "--endpoint", endpoint.url,
-                 *ARN_ARGS], env=hsm.env))
+    _ok(
+        run_cli(
+            ["credential-process", "--pkcs11-uri", uri, "--pkcs11-lib", MODULE, "--endpoint", endpoint.url, *ARN_ARGS],
+            env=hsm.env,
+        )
+    )
 
 
 def test_always_authenticate_key(hsm: SoftHSM, pki: PKI, endpoint) -> None:
     hsm.init_token("tok")
     hsm.add_identity("tok", pki.leaf("ec-p256"), "sig", "02", always_auth=True)
-    base = ["credential-process", "--pkcs11-uri", hsm.uri("tok", "sig"), "--pkcs11-lib", MODULE,
-            "--endpoint", endpoint.url, *ARN_ARGS]
+    base = [
+        "credential-process",
+        "--pkcs11-uri",
+        hsm.uri("tok", "sig"),
+        "--pkcs11-lib",
+        MODULE,
+        "--endpoint",
+        endpoint.url,
+        *ARN_ARGS,
+    ]
     _ok(run_cli([*base, "--reuse-pin"], env=hsm.env))
     proc = run_cli(base, env=hsm.env)
     assert_one_line_error(proc, "no terminal")
@@ -169,12 +284,13 @@ def test_boto3_credential_process_with_pkcs11_uri(hsm: SoftHSM, pki: PKI, endpoi
     hsm.init_token("tok")
     hsm.add_identity("tok", pki.leaf("ec-p256"), "k", "01")
     uri = hsm.uri("tok", "k")
-    command = (f"{sys.executable} -m rolesanywhere_signer credential-process --pkcs11-uri '{uri}' "
-               f"--pkcs11-lib {MODULE} --endpoint {endpoint.url} " + " ".join(ARN_ARGS))
+    command = (
+        f"{sys.executable} -m rolesanywhere_signer credential-process --pkcs11-uri '{uri}' "
+        f"--pkcs11-lib {MODULE} --endpoint {endpoint.url} " + " ".join(ARN_ARGS)
+    )
     config = tmp_path / "aws_config"
     config.write_text(f"[profile p11]\ncredential_process = {command}\nregion = us-east-2\n")
-    env = clean_env({**hsm.env, "AWS_CONFIG_FILE": str(config),
-                     "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")})
+    env = clean_env({**hsm.env, "AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")})
     import os
 
     old = dict(os.environ)

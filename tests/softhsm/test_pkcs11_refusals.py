@@ -53,8 +53,10 @@ def test_no_token(tok: SoftHSM, endpoint) -> None:
 
 
 def test_no_module(tok: SoftHSM, endpoint) -> None:
-    assert_one_line_error(run_cli(_cp(tok.uri("tok", "k"), endpoint, lib="/nonexistent/lib.so"), env=tok.env),
-                          "/nonexistent/lib.so (--pkcs11-lib) does not exist")
+    assert_one_line_error(
+        run_cli(_cp(tok.uri("tok", "k"), endpoint, lib="/nonexistent/lib.so"), env=tok.env),
+        "/nonexistent/lib.so (--pkcs11-lib) does not exist",
+    )
     proc = run_cli(_cp("pkcs11:token=tok?module-name=nosuchmodule", endpoint, lib=None), env=tok.env)
     assert_one_line_error(proc, "module-name=nosuchmodule was not found")
     not_a_module = "/usr/lib/x86_64-linux-gnu/libc.so.6"
@@ -86,8 +88,7 @@ def test_ambiguous_objects_on_two_tokens(hsm: SoftHSM, pki: PKI, endpoint) -> No
 def test_certificate_without_key(hsm: SoftHSM, pki: PKI, endpoint) -> None:
     hsm.init_token("tok")
     hsm.write_cert("tok", pki.leaf("ec-p256", cn="lonely").cert, "c", "05")
-    assert_one_line_error(run_cli(_cp(hsm.uri("tok", "c"), endpoint), env=hsm.env),
-                          "no private key on token 'tok'")
+    assert_one_line_error(run_cli(_cp(hsm.uri("tok", "c"), endpoint), env=hsm.env), "no private key on token 'tok'")
 
 
 def test_key_without_certificate(hsm: SoftHSM, pki: PKI, endpoint) -> None:

@@ -172,13 +172,44 @@ def weak_hash_chain(base: Path, digest: str = "sha1") -> tuple[Issued, Issued]:
     )
     env = {"OPENSSL_CONF": "/dev/null", "PATH": "/usr/bin:/bin"}
     subprocess.run(
-        ["openssl", "req", "-new", "-key", base / "leaf.key", "-subj", f"/CN=leaf signed with {digest}",
-         "-out", base / "leaf.csr"], check=True, capture_output=True, env=env,
+        [
+            "openssl",
+            "req",
+            "-new",
+            "-key",
+            base / "leaf.key",
+            "-subj",
+            f"/CN=leaf signed with {digest}",
+            "-out",
+            base / "leaf.csr",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
     )
     subprocess.run(
-        ["openssl", "x509", "-req", "-in", base / "leaf.csr", "-CA", base / "ca.pem", "-CAkey", base / "ca.key",
-         "-CAcreateserial", f"-{digest}", "-days", "30", "-extfile", base / "ext.cnf", "-out", base / "leaf.pem"],
-        check=True, capture_output=True, env=env,
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            base / "leaf.csr",
+            "-CA",
+            base / "ca.pem",
+            "-CAkey",
+            base / "ca.key",
+            "-CAcreateserial",
+            f"-{digest}",
+            "-days",
+            "30",
+            "-extfile",
+            base / "ext.cnf",
+            "-out",
+            base / "leaf.pem",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
     )
     cert = x509.load_pem_x509_certificate((base / "leaf.pem").read_bytes())
     return ca, Issued(cert, leaf_key)

@@ -79,8 +79,12 @@ def keys(swtpm: Swtpm, pki: PKI) -> dict[str, Key]:
         issued, cert = _certify(pki, name, public_pem)
         out[name] = Key(arg, password, issued, cert)
 
-    for name, alg, pw in (("openssl-ec", "ec:P-256", None), ("openssl-ec-pw", "ec:P-384", PASSWORD),
-                          ("openssl-rsa", "rsa:2048", None), ("openssl-rsa-pw", "rsa:2048", PASSWORD)):
+    for name, alg, pw in (
+        ("openssl-ec", "ec:P-256", None),
+        ("openssl-ec-pw", "ec:P-384", PASSWORD),
+        ("openssl-rsa", "rsa:2048", None),
+        ("openssl-rsa-pw", "rsa:2048", PASSWORD),
+    ):
         path = swtpm.openssl_key(base / f"{name}.tss", alg, pw)
         add(name, str(path), swtpm.public_pem(path, pw), pw)
     parent = swtpm.persistent_parent()

@@ -33,10 +33,22 @@ class Swtpm:
         assert port is not None
         self.port = port
         self.proc = subprocess.Popen(
-            ["swtpm", "socket", "--tpm2", "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-             "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1", "--tpmstate", f"dir={self.state}",
-             "--flags", "not-need-init,startup-clear"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                "swtpm",
+                "socket",
+                "--tpm2",
+                "--server",
+                f"type=tcp,port={port},bindaddr=127.0.0.1",
+                "--ctrl",
+                f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
+                "--tpmstate",
+                f"dir={self.state}",
+                "--flags",
+                "not-need-init,startup-clear",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -78,15 +90,24 @@ class Swtpm:
         return {"TPM2TOOLS_TCTI": self.tcti, "TPM2OPENSSL_TCTI": self.tcti, "TSS2_LOG": "all+NONE"}
 
     def run(self, *args: Any, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(a) for a in args], env={**os.environ, **self.env}, capture_output=True,
-                              text=True, timeout=120, cwd=self.base)
+        proc = subprocess.run(
+            [str(a) for a in args],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.base,
+        )
         if check:
             assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
         return proc
 
     def transient_handles(self) -> list[str]:
         """Transient objects and loaded sessions."""
-        out = self.run("tpm2_getcap", "handles-transient").stdout + self.run("tpm2_getcap", "handles-loaded-session").stdout
+        out = (
+            self.run("tpm2_getcap", "handles-transient").stdout
+            + self.run("tpm2_getcap", "handles-loaded-session").stdout
+        )
         return [ln.strip("- ").strip() for ln in out.splitlines() if ln.strip()]
 
     def flush_all(self) -> None:
@@ -100,8 +121,11 @@ class Swtpm:
 
     def openssl_key(self, path: Path, algorithm: str, password: str | None = None) -> Path:
         """``openssl genpkey -provider tpm2``: EC (P-256, P-384) or RSA (bits)."""
-        opts = ["-algorithm", "EC", "-pkeyopt", f"group:{algorithm[3:]}"] if algorithm.startswith("ec:") else [
-            "-algorithm", "RSA", "-pkeyopt", f"bits:{algorithm[4:]}"]
+        opts = (
+            ["-algorithm", "EC", "-pkeyopt", f"group:{algorithm[3:]}"]
+            if algorithm.startswith("ec:")
+            else ["-algorithm", "RSA", "-pkeyopt", f"bits:{algorithm[4:]}"]
+        )
         if password is not None:
             opts += ["-pkeyopt", f"user-auth:{password}"]
         self.run("openssl", "genpkey", "-provider", "tpm2", *opts, "-out", path)
@@ -109,8 +133,9 @@ class Swtpm:
 
     def public_pem(self, key: Path, password: str | None = None) -> bytes:
         extra = ["-passin", f"pass:{password}"] if password else []
-        return self.run("openssl", "pkey", "-provider", "tpm2", "-provider", "default", "-in", key, *extra,
-                        "-pubout").stdout.encode()
+        return self.run(
+            "openssl", "pkey", "-provider", "tpm2", "-provider", "default", "-in", key, *extra, "-pubout"
+        ).stdout.encode()
 
     def persistent_parent(self, handle: str = "0x81000001") -> str:
         """tpm2_createprimary + tpm2_evictcontrol: a storage key at a persistent handle."""
@@ -121,8 +146,15 @@ class Swtpm:
         self.flush_all()
         return handle
 
-    def tools_key(self, stem: str, *, alg: str = "ecc256", parent: str = "0x81000001", password: str | None = None,
-                  attributes: str = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign") -> tuple[Path, Path]:
+    def tools_key(
+        self,
+        stem: str,
+        *,
+        alg: str = "ecc256",
+        parent: str = "0x81000001",
+        password: str | None = None,
+        attributes: str = "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign",
+    ) -> tuple[Path, Path]:
         """tpm2_create under ``parent``: (key.pub, key.priv)."""
         pub, priv = self.base / f"{stem}.pub", self.base / f"{stem}.priv"
         extra = ["-p", password] if password else []

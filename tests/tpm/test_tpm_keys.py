@@ -19,8 +19,16 @@ from rolesanywhere_signer.signer import verify_signature
 from .conftest import PASSWORD, Key
 from .swtpm import Swtpm
 
-ALL_KEYS = ["openssl-ec", "openssl-ec-pw", "openssl-rsa", "openssl-rsa-pw", "tools-ec", "tools-rsa-handle",
-            "tools-ec-handle", "pytss-ec"]
+ALL_KEYS = [
+    "openssl-ec",
+    "openssl-ec-pw",
+    "openssl-rsa",
+    "openssl-rsa-pw",
+    "tools-ec",
+    "tools-rsa-handle",
+    "tools-ec-handle",
+    "pytss-ec",
+]
 
 
 def _opts(swtpm: Swtpm, key: Key, **kw: object) -> IdentityOptions:
@@ -46,8 +54,9 @@ def test_every_kind_of_key_signs_for_its_certificate(swtpm: Swtpm, keys: dict[st
         signer.close()
 
 
-def test_password_from_file_and_environment(swtpm: Swtpm, keys: dict[str, Key], tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_password_from_file_and_environment(
+    swtpm: Swtpm, keys: dict[str, Key], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     key = keys["openssl-rsa-pw"]
     pw_file = tmp_path / "pw"
     pw_file.write_text(PASSWORD + "\n")
@@ -118,8 +127,9 @@ def test_generate_key_file_loads_in_openssl_and_signs(swtpm: Swtpm, tmp_path: Pa
     assert out.stat().st_mode & 0o777 == 0o600
     from_openssl = load_pem_public_key(swtpm.public_pem(out, PASSWORD if with_pw else None))
     assert public_keys_equal(public, from_openssl)
-    key = tpm.open_key(IdentityOptions(private_key=str(out), tcti=swtpm.tcti,
-                                       tpm_key_password=Secret(PASSWORD) if with_pw else None))
+    key = tpm.open_key(
+        IdentityOptions(private_key=str(out), tcti=swtpm.tcti, tpm_key_password=Secret(PASSWORD) if with_pw else None)
+    )
     try:
         assert verify_signature(public, key.sign(b"z"), b"z")
     finally:
