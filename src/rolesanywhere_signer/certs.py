@@ -100,6 +100,14 @@ def signature_hash_name(cert: x509.Certificate) -> str | None:
     return algo.name if algo is not None else None  # None: Ed25519 etc.
 
 
+def mldsa_signature(cert: x509.Certificate) -> str | None:
+    """``ML-DSA-65`` etc. when ``cert`` is signed with ML-DSA, which has no separate hash; else None."""
+    from . import mldsa
+
+    p = mldsa.BY_OID.get(cert.signature_algorithm_oid.dotted_string)
+    return p.name if p is not None else None
+
+
 def check_leaf(cert: x509.Certificate, now: datetime | None = None) -> None:
     """Refuse, before any network call, a leaf that Roles Anywhere would refuse."""
     from cryptography import x509 as _x509

@@ -244,6 +244,11 @@ def _signature_algorithm(public_key: PublicKeyTypes) -> bytes:
         return der_seq(der_oid(OID_SHA256_WITH_RSA), DER_NULL)
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return der_seq(der_oid(OID_ECDSA_WITH_SHA256))
+    from . import mldsa
+
+    p = mldsa.parameter_set(public_key)
+    if p is not None:
+        return der_seq(der_oid(p.oid))  # id-ml-dsa-*: parameters absent (not NULL)
     raise NotSupportedError(f"cannot make a CSR for a {type(public_key).__name__.lstrip('_')} key")
 
 
@@ -258,7 +263,7 @@ def request_info(spec: CsrSpec, public_key: PublicKeyTypes) -> bytes:
 
 
 def build_csr(spec: CsrSpec, key: KeyHandle) -> x509.CertificateSigningRequest:
-    """Sign the request with ``key`` (SHA-256) and check the result before handing it out."""
+    """Sign the request with ``key`` (SHA-256; ML-DSA signs it directly) and check it before handing it out."""
     from cryptography import x509
 
     from .errors import BackendError

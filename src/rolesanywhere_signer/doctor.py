@@ -142,7 +142,7 @@ def _load_leaf(identity: IdentityOptions, found: _Found) -> Check | None:
 def certificate_checks(identity: IdentityOptions, found: _Found, now: datetime) -> list[Check]:
     from cryptography import x509
 
-    from .certs import WEAK_HASHES, describe, signature_hash_name
+    from .certs import WEAK_HASHES, describe, mldsa_signature, signature_hash_name
 
     if identity.certificate is None and not _cert_from_store(identity):
         return [Check("certificate", "warn", "no --certificate given: only the key is checked")]
@@ -176,7 +176,10 @@ def certificate_checks(identity: IdentityOptions, found: _Found, now: datetime) 
     except x509.ExtensionNotFound:
         out.append(Check("key-usage", "fail", "no keyUsage extension; Roles Anywhere needs digitalSignature"))
     hname = signature_hash_name(leaf)
-    if hname is None or hname == "unknown" or hname in WEAK_HASHES:
+    mldsa_name = mldsa_signature(leaf) if hname is None else None
+    if mldsa_name is not None:
+        out.append(Check("signature-hash", "pass", f"signed with {mldsa_name}"))
+    elif hname is None or hname == "unknown" or hname in WEAK_HASHES:
         shown = (hname or "no hash").upper()
         out.append(Check("signature-hash", "fail", f"signed with {shown}; Roles Anywhere needs SHA-256 or stronger"))
     else:

@@ -71,6 +71,8 @@ class EndpointState:
     requests_seen: int = 0
     refusals: list[str] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
+    #: every request answered with 201, as received (tests re-verify them independently)
+    accepted: list[ReceivedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -100,14 +102,15 @@ def _ext(cert: x509.Certificate, cls: Any) -> Any:
 def _check_cert_common(cert: x509.Certificate, now: datetime, what: str) -> None:
     from cryptography import x509
 
-    from .certs import WEAK_HASHES, signature_hash_name
+    from .certs import WEAK_HASHES, mldsa_signature, signature_hash_name
 
     if cert.version != x509.Version.v3:
         raise _denied(f"Untrusted signing certificate: {what} is not X.509 v3")
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise _denied(f"Untrusted signing certificate: {what} is outside its validity period")
     hname = signature_hash_name(cert)
-    if hname in WEAK_HASHES or hname in ("unknown", None):
+    # an ML-DSA signature has no separate hash; the CA may sign with ML-DSA
+    if hname in WEAK_HASHES or hname == "unknown" or (hname is None and mldsa_signature(cert) is None):
         raise _denied(f"Untrusted signing certificate: {what} is signed with {hname}")
 
 
@@ -318,6 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.sessions_created += 1
             state.authorizations.append(self.headers.get("Authorization", ""))
+            state.accepted.append(req)
         self._send(201, doc)
 
     do_POST = _handle

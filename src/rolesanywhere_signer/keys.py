@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from .checks import Check
     from .signer import KeyHandle
 
-KEY_TYPES = ("rsa2048", "rsa3072", "ec-p256", "ec-p384")
+KEY_TYPES = ("rsa2048", "rsa3072", "ec-p256", "ec-p384", "ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
+#: kept in key files only: no TPM 2.0 offers ML-DSA, and tokens only when they list CKM_ML_DSA
+MLDSA_KEY_TYPES = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
 _BACKEND_TITLES = {"pem": "key files", "pkcs11": "PKCS#11", "tpm": "TPM 2.0"}
 
 
@@ -69,6 +71,11 @@ def generate_pkcs11(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
 def generate_tpm(
     opts: IdentityOptions, key_type: str, *, output: str | None, persistent_handle: int | None
 ) -> PublicKeyTypes:
+    if key_type in MLDSA_KEY_TYPES:
+        raise NotSupportedError(
+            f"a TPM 2.0 cannot hold {key_type} keys (TPM 2.0 has no ML-DSA)",
+            hint="keep ML-DSA keys in a file: generate-key --output FILE --key-type " + key_type,
+        )
     public: PublicKeyTypes = _function("tpm", "generate_key")(
         opts, key_type, output=output, persistent_handle=persistent_handle
     )
@@ -84,6 +91,10 @@ def new_software_key(key_type: str) -> PrivateKeyTypes:
         return ec.generate_private_key(ec.SECP384R1())
     if key_type in ("rsa2048", "rsa3072"):
         return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
+    if key_type in MLDSA_KEY_TYPES:
+        from . import mldsa
+
+        return mldsa.generate(key_type)  # written in the seed form (PKCS#8 private_bytes)
     raise InputError(f"unknown key type {key_type!r}", hint=f"use one of {', '.join(KEY_TYPES)}")
 
 
@@ -162,4 +173,7 @@ def describe_public_key(public_key: PublicKeyTypes) -> str:
         return {"secp256r1": "EC P-256", "secp384r1": "EC P-384", "secp521r1": "EC P-521"}.get(
             public_key.curve.name, f"EC {public_key.curve.name}"
         )
-    return type(public_key).__name__.lstrip("_")
+    from . import mldsa
+
+    p = mldsa.parameter_set(public_key)
+    return p.name if p is not None else type(public_key).__name__.lstrip("_")

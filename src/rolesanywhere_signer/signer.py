@@ -2,7 +2,7 @@
 
 A backend hands over the certificate, its chain and ``sign(data)``; the protocol never sees
 where the key lives. ``sign`` takes the *message* (the string to sign) and returns a signature
-over its SHA-256 digest (or the digest named), DER-encoded for ECDSA.
+over its SHA-256 digest (or the digest named), DER-encoded for ECDSA; ML-DSA signs the message itself.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ class Signer(Protocol):
 
     @property
     def algorithm(self) -> str:
-        """``AWS4-X509-RSA-SHA256`` or ``AWS4-X509-ECDSA-SHA256``, from the key type only."""
+        """``AWS4-X509-RSA-SHA256``, ``AWS4-X509-ECDSA-SHA256`` or ``AWS4-X509-MLDSA``, from the key type only."""
         ...
 
     def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
-        """Sign ``data`` with the key: PKCS#1 v1.5 for RSA, DER ECDSA for EC."""
+        """Sign ``data`` with the key: PKCS#1 v1.5 for RSA, DER ECDSA for EC, pure ML-DSA (no digest) for ML-DSA."""
         ...
 
     def close(self) -> None:
@@ -134,9 +134,13 @@ def algorithm_for_key(public_key: PublicKeyTypes) -> str:
         return ALGORITHM_RSA
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return ALGORITHM_ECDSA
+    from . import mldsa
+
+    if mldsa.parameter_set(public_key) is not None:
+        return mldsa.ALGORITHM
     raise NotSupportedError(
         f"{type(public_key).__name__.removeprefix('_')} keys are not supported by Roles Anywhere",
-        hint="use an RSA or EC (P-256, P-384, P-521) key",
+        hint="use an RSA, EC (P-256, P-384, P-521) or ML-DSA (44, 65, 87) key",
     )
 
 
@@ -164,7 +168,7 @@ def hash_algorithm(name: DigestName) -> HashAlgorithm:
 
 
 def verify_signature(public_key: PublicKeyTypes, signature: bytes, data: bytes, name: DigestName = "sha256") -> bool:
-    """True when ``signature`` over ``data`` verifies with ``public_key`` (RSA PKCS#1 v1.5 or DER ECDSA)."""
+    """True when ``signature`` over ``data`` verifies with ``public_key`` (RSA PKCS#1 v1.5, DER ECDSA, ML-DSA)."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
@@ -175,7 +179,10 @@ def verify_signature(public_key: PublicKeyTypes, signature: bytes, data: bytes, 
         elif isinstance(public_key, ec.EllipticCurvePublicKey):
             public_key.verify(signature, data, ec.ECDSA(algo))
         else:
-            return False
+            from . import mldsa
+
+            # pure ML-DSA over ``data`` itself, empty context: ``name`` does not apply
+            return mldsa.parameter_set(public_key) is not None and mldsa.verify(public_key, signature, data)
     except InvalidSignature:
         return False
     return True

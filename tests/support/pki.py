@@ -22,7 +22,15 @@ def new_key(kind: str = "ec-p256") -> Any:
         return ec.generate_private_key(_CURVES[kind]())
     if kind.startswith("rsa"):
         return rsa.generate_private_key(public_exponent=65537, key_size=int(kind[3:]))
+    if kind.startswith("ml-dsa-"):
+        from cryptography.hazmat.primitives.asymmetric import mldsa
+
+        return getattr(mldsa, f"MLDSA{kind[7:]}PrivateKey").generate()
     raise ValueError(kind)
+
+
+def _is_mldsa(key: Any) -> bool:
+    return type(key).__name__.startswith("MLDSA")
 
 
 def now() -> dt.datetime:
@@ -121,7 +129,8 @@ def issue(
             b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         if not ca and client_auth:
             b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-    cert = b.sign(signer_key, hash_alg or hashes.SHA256())
+    # ML-DSA signs without a separate hash
+    cert = b.sign(signer_key, None if _is_mldsa(signer_key) else hash_alg or hashes.SHA256())
     return Issued(cert, key)
 
 

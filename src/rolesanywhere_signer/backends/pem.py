@@ -69,6 +69,12 @@ def _signing_function(key: PrivateKeyTypes) -> Callable[[bytes, DigestName], byt
         ecdsa = {name: ec.ECDSA(hash_algorithm(name)) for name in DIGESTS}
         ec_key = key
         return lambda data, digest: ec_key.sign(data, ecdsa[digest])
+    from .. import mldsa
+
+    if mldsa.parameter_set(key) is not None:
+        # pure ML-DSA signs the message itself, empty context: there is no digest to choose
+        ml_sign: Callable[[bytes], bytes] = key.sign  # type: ignore[union-attr,assignment]
+        return lambda data, digest: ml_sign(data)
     raise NotSupportedError(f"cannot sign with a {type(key).__name__} key")
 
 
@@ -92,7 +98,13 @@ def _check_key_type(key: PrivateKeyTypes, source: str) -> None:
         if key.curve.name not in SUPPORTED_CURVES:
             raise NotSupportedError(f"EC key {source} is on curve {key.curve.name}; use P-256, P-384 or P-521")
         return
-    raise NotSupportedError(f"key {source} is a {type(key).__name__.lstrip('_')}; Roles Anywhere takes RSA or EC keys")
+    from .. import mldsa
+
+    if mldsa.parameter_set(key) is not None:
+        return
+    raise NotSupportedError(
+        f"key {source} is a {type(key).__name__.lstrip('_')}; Roles Anywhere takes RSA, EC or ML-DSA keys"
+    )
 
 
 def parse_private_key(data: bytes, source: str, opts: IdentityOptions) -> PrivateKeyTypes:
@@ -121,28 +133,57 @@ def parse_private_key(data: bytes, source: str, opts: IdentityOptions) -> Privat
         loader = serialization.load_pem_private_key
     else:
         block, loader = data, serialization.load_der_private_key
+    if "ENCRYPTED PRIVATE KEY" in key_labels:
+        _check_limits(block, source)
     password: Secret | None = _password(opts, f"private key {source}") if encrypted else None
+    key: PrivateKeyTypes | None
     try:
         key = loader(block, password.encode() if password else None)
     except TypeError:
         if password is None:  # an encrypted DER key: ask, once
+            _check_limits(block, source)
             password = _password(opts, f"private key {source}")
             try:
                 key = loader(block, password.encode())
             except ValueError:
-                raise SecretError(f"wrong password for encrypted private key {source}") from None
+                key = _other_forms(block, password, source)
+                if key is None:
+                    raise SecretError(f"wrong password for encrypted private key {source}") from None
         else:
             raise InputError(f"private key {source} is not encrypted but a password was given") from None
     except ValueError:
-        if password is not None:
-            raise SecretError(f"wrong password for encrypted private key {source}") from None
-        if labels:
-            raise InputError(f"private key file {source} has a damaged or truncated PEM key") from None
-        raise InputError(f"private key file {source} is neither a PEM nor a DER private key") from None
+        key = _other_forms(block, password, source)
+        if key is None:
+            if password is not None:
+                raise SecretError(f"wrong password for encrypted private key {source}") from None
+            if labels:
+                raise InputError(f"private key file {source} has a damaged or truncated PEM key") from None
+            raise InputError(f"private key file {source} is neither a PEM nor a DER private key") from None
     except Exception as e:  # noqa: BLE001 - unsupported algorithms raise UnsupportedAlgorithm
-        raise NotSupportedError(f"private key {source} uses an unsupported algorithm ({type(e).__name__})") from None
+        key = _other_forms(block, password, source)  # ML-DSA on an old cryptography: says to upgrade
+        if key is None:
+            raise NotSupportedError(
+                f"private key {source} uses an unsupported algorithm ({type(e).__name__})"
+            ) from None
     _check_key_type(key, source)
     return key
+
+
+def _check_limits(block: bytes, source: str) -> None:
+    """Bound the key-derivation cost a file asks for before cryptography runs it (hostile files)."""
+    from ..pkcs8 import check_limits
+
+    check_limits(block, source)
+
+
+def _other_forms(block: bytes, password: Secret | None, source: str) -> PrivateKeyTypes | None:
+    """Keys ``cryptography`` cannot load by itself (ML-DSA ``both`` form, encrypted or not); None otherwise.
+
+    Only reached when loading failed, so RSA and EC runs never import the ML-DSA module.
+    """
+    from .. import mldsa
+
+    return mldsa.load_pkcs8(block, password.encode() if password is not None else None, source)
 
 
 def _load_pkcs12(data: bytes, source: str, opts: IdentityOptions) -> tuple[PrivateKeyTypes, list[x509.Certificate]]:

@@ -300,11 +300,46 @@ def _check_key_type(ts: TokenSession, key: Any, what: str) -> str:
         if params is not None:
             _curve(params)
         return "ec"
+    if kt == pkcs11.KeyType.ML_DSA:
+        _refuse_mldsa(ts, f"ML-DSA key {what}")
     name = getattr(kt, "name", str(kt))
     raise NotSupportedError(
         f"private key {what} on {ts.id.describe()} is a {name} key; Roles Anywhere takes RSA or EC keys",
         hint="use an RSA 2048+ or EC P-256/P-384 key",
     )
+
+
+def _refuse_mldsa(ts: TokenSession, what: str) -> None:
+    """ML-DSA on a token needs CKM_ML_DSA (PKCS#11 3.2). Say so plainly when the token lacks it.
+
+    No PKCS#11 module with ML-DSA was available to test against (SoftHSM 2.6 has none), so ML-DSA
+    token keys are refused even where the mechanism is listed, rather than shipped untested.
+    """
+    import pkcs11
+
+    if pkcs11.Mechanism.ML_DSA not in ts.mechanisms():
+        raise NotSupportedError(
+            f"{ts.id.describe()}: this token does not offer CKM_ML_DSA, so it cannot hold or use {what}",
+            hint="keep ML-DSA keys in a file (generate-key --output FILE --key-type ml-dsa-65)",
+        )
+    raise NotSupportedError(
+        f"{ts.id.describe()} offers CKM_ML_DSA, but ML-DSA keys on PKCS#11 tokens are not supported yet ({what})",
+        hint="keep ML-DSA keys in a file",
+    )
+
+
+def _refuse_other_certificate_keys(ts: TokenSession, leaf: x509.Certificate) -> None:
+    """A certificate whose key is neither RSA nor EC (ML-DSA) gets a clear refusal before any key search."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    public = leaf.public_key()
+    if isinstance(public, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+        return
+    from .. import mldsa
+
+    p = mldsa.parameter_set(public)
+    if p is not None:
+        _refuse_mldsa(ts, f"the {p.name} key of certificate {leaf.subject.rfc4514_string()}")
 
 
 def _key_name(key: Any) -> str:
@@ -550,6 +585,7 @@ def load(opts: IdentityOptions) -> Pkcs11Signer:
             leaf = file_cert
             chosen = _token_for_key(sessions, req.key_uri, leaf)
         check_leaf(leaf)
+        _refuse_other_certificate_keys(chosen, leaf)
         key = _find_key(chosen, req, cert_obj, leaf)
         kind = _check_key_type(chosen, key, _key_name(key))
         public = _key_public(chosen, key)
@@ -668,7 +704,8 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
     import pkcs11
     from pkcs11.util.ec import encode_named_curve_parameters
 
-    if key_type not in KEY_TYPES:
+    mldsa = key_type.startswith("ml-dsa-")
+    if key_type not in KEY_TYPES and not mldsa:
         raise UsageError(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}")
     if not opts.pkcs11_uri:
         raise UsageError("--pkcs11-uri is required to make a key on a token")
@@ -683,6 +720,8 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
                 hint="add token= or serial= to the URI",
             )
         ts = sessions[0]
+        if mldsa:
+            _refuse_mldsa(ts, f"an {key_type.upper()} key")
         ts.login()
         A = _A()
         for name, value in (("id", uri.id), ("object", uri.object)):
@@ -770,7 +809,7 @@ def health(opts: IdentityOptions) -> list[Check]:
         checks.append(Check("PKCS#11 mechanisms", "fail", f"cannot list mechanisms ({type(e).__name__})"))
         return checks
     M = pkcs11.Mechanism
-    have = [m.name for m in (M.SHA256_RSA_PKCS, M.RSA_PKCS, M.ECDSA) if m in mechs]
+    have = [m.name for m in (M.SHA256_RSA_PKCS, M.RSA_PKCS, M.ECDSA, M.ML_DSA) if m in mechs]
     status: Literal["pass", "fail"] = "pass" if have else "fail"
     checks.append(Check("PKCS#11 mechanisms", status, ", ".join(f"CKM_{h}" for h in have) or "no RSA/ECDSA signing"))
     return checks

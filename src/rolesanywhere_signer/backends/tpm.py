@@ -24,6 +24,7 @@ from ..tss2 import RH_OWNER, Tss2Key
 from .tpm_tcti import Tcti, connect, resolve
 
 if TYPE_CHECKING:
+    from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
     from ..checks import Check
@@ -464,6 +465,7 @@ def load(opts: IdentityOptions) -> TpmSigner:
     certs = load_certificate_file(opts.certificate)
     leaf = certs[0]
     check_leaf(leaf)
+    _refuse_mldsa_certificate(leaf)
     chain = load_intermediates(opts.intermediates) if opts.intermediates else chain_from_pool(leaf, certs[1:])
     check_chain(leaf, chain)
     ref = key_ref(opts)
@@ -475,6 +477,22 @@ def load(opts: IdentityOptions) -> TpmSigner:
         key.close()
         raise
     return TpmSigner(key, leaf, chain)
+
+
+def _refuse_mldsa_certificate(leaf: x509.Certificate) -> None:
+    """TPM 2.0 has no ML-DSA: a certificate for an ML-DSA key cannot name a TPM key. Said before the TPM is opened."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(leaf.public_key(), (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+        return
+    from .. import mldsa
+
+    p = mldsa.parameter_set(leaf.public_key())
+    if p is not None:
+        raise NotSupportedError(
+            f"certificate {leaf.subject.rfc4514_string()} is for an {p.name} key, which a TPM 2.0 cannot hold",
+            hint="TPM 2.0 has no ML-DSA; keep ML-DSA keys in a file",
+        )
 
 
 def new_key_password(opts: IdentityOptions) -> Secret | None:

@@ -30,12 +30,13 @@ def certificate_data(cert: Any) -> dict[str, Any]:
 
     key = cert.public_key()
     key_type = (
-        "RSA"
-        if isinstance(key, rsa.RSAPublicKey)
-        else "EC"
-        if isinstance(key, ec.EllipticCurvePublicKey)
-        else "unknown"
+        "RSA" if isinstance(key, rsa.RSAPublicKey) else "EC" if isinstance(key, ec.EllipticCurvePublicKey) else ""
     )
+    if not key_type:
+        from ..mldsa import parameter_set
+
+        p = parameter_set(key)
+        key_type = p.name if p is not None else "unknown"  # ML-DSA-65, as the reference names it
     return {
         "keyType": key_type,
         "certificate": base64.b64encode(cert.public_bytes(Encoding.DER)).decode(),
