@@ -357,7 +357,7 @@ CASES: list[Case] = [
     Case("MD5-signed cert", lambda c: c.cp("md5_cert", "md5_key"), "signed with MD5"),
     Case("SHA-1-signed cert", lambda c: c.cp("sha1_cert", "sha1_key"), "signed with SHA1"),
     Case("RSA 1024 key", lambda c: c.cp("rsa1024_cert", "rsa1024_key"), "has 1024 bits"),
-    Case("Ed25519 key", lambda c: c.cp("cert", "ed25519_key"), "takes RSA or EC keys"),
+    Case("Ed25519 key", lambda c: c.cp("cert", "ed25519_key"), "takes RSA, EC or ML-DSA keys"),
     Case(
         "intermediates in the wrong order",
         lambda c: c.cp("deep_cert", "deep_key", "--intermediates", c.f["chain_wrong"]),

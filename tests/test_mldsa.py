@@ -23,9 +23,15 @@ from cryptography.hazmat.primitives import serialization
 
 from rolesanywhere_signer import mldsa
 from rolesanywhere_signer.endpoint_server import LocalEndpoint, ReceivedRequest
+from rolesanywhere_signer.pkcs8 import pem_body
 from support.mldsa import expanded_of, key_file, pem, pkcs8, seed_of
 from support.pki import PKI, issue, new_key
 from support.util import ARN_ARGS, assert_one_line_error, clean_env, run_cli
+
+
+def cli(args: list[Any], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return run_cli([str(a) for a in args], env=env)
+
 
 KEY_TYPES = ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
 PASSWORD = "correct horse battery staple"
@@ -94,7 +100,7 @@ def test_credential_process_with_every_form(
     _, leaf, cert, key_path = mldsa_identity(pki, tmp_path, key_type, form, kdf)
     env = {"ROLESANYWHERE_SIGNER_PKCS8_PASSWORD": PASSWORD} if kdf else None
     args = ["credential-process", "--certificate", cert, "--private-key", key_path, "--endpoint", endpoint.url]
-    proc = run_cli([*args, *ARN_ARGS], env=env)
+    proc = cli([*args, *ARN_ARGS], env=env)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["Version"] == 1 and str(doc["AccessKeyId"]).startswith("ASIA")
@@ -115,7 +121,7 @@ def test_library_api_and_update(pki: PKI, endpoint: LocalEndpoint, tmp_path: Pat
     )
     assert creds.access_key_id.startswith("ASIA")
     credfile = tmp_path / "credentials"
-    proc = run_cli(
+    proc = cli(
         ["update", "--once", "--certificate", cert, "--private-key", key_path, "--endpoint", endpoint.url, *ARN_ARGS],
         env={"AWS_SHARED_CREDENTIALS_FILE": str(credfile)},
     )
@@ -195,7 +201,7 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _cp(pki: PKI, cert: Path, key: Path, *extra: str, env: dict[str, str] | None = None) -> Any:
     args = ["credential-process", "--certificate", cert, "--private-key", key, "--endpoint", "http://127.0.0.1:9"]
-    return run_cli([*args, *extra, *ARN_ARGS], env=env)
+    return cli([*args, *extra, *ARN_ARGS], env=env)
 
 
 def test_expanded_only_key_is_refused(pki: PKI, bad_files: dict[str, Path]) -> None:
@@ -277,10 +283,10 @@ def test_expanded_key_check_matches_fips204() -> None:
 def test_generate_key_writes_the_seed_form(tmp_path: Path) -> None:
     for key_type in KEY_TYPES:
         out = tmp_path / f"{key_type}.key"
-        proc = run_cli(["generate-key", "--key-type", key_type, "--output", out])
+        proc = cli(["generate-key", "--key-type", key_type, "--output", out])
         assert proc.returncode == 0, proc.stderr
         assert f"created a new {key_type.upper()} key" in proc.stderr
-        der = mldsa.pem_body(out.read_bytes(), "PRIVATE KEY")
+        der = pem_body(out.read_bytes(), "PRIVATE KEY")
         assert der is not None and mldsa.sniff(der) == mldsa.BY_KEY_TYPE[key_type]
         assert der.endswith(b"\x04\x22\x80\x20" + der[-32:])  # privateKey OCTET STRING { [0] seed }
         key: Any = serialization.load_pem_private_key(out.read_bytes(), None)
@@ -293,10 +299,10 @@ def test_generate_key_writes_the_seed_form(tmp_path: Path) -> None:
 def test_generate_key_encrypted_then_csr_verifies(tmp_path: Path) -> None:
     out = tmp_path / "enc.key"
     env = {"ROLESANYWHERE_SIGNER_PKCS8_PASSWORD": PASSWORD}
-    proc = run_cli(["generate-key", "--key-type", "ml-dsa-65", "--output", out, "--encrypt"], env=env)
+    proc = cli(["generate-key", "--key-type", "ml-dsa-65", "--output", out, "--encrypt"], env=env)
     assert proc.returncode == 0, proc.stderr
     assert b"ENCRYPTED PRIVATE KEY" in out.read_bytes()
-    proc = run_cli(["csr", "--private-key", out, "--subject", "CN=pq.example.com"], env=env)
+    proc = cli(["csr", "--private-key", out, "--subject", "CN=pq.example.com"], env=env)
     assert proc.returncode == 0, proc.stderr
     csr = x509.load_pem_x509_csr(proc.stdout.encode())
     assert csr.is_signature_valid
@@ -311,7 +317,7 @@ def test_csr_signature_algorithm_has_absent_parameters(tmp_path: Path, key_type:
     key = new_key(key_type)
     path = tmp_path / "k.key"
     path.write_bytes(key_file(key, key_type, "both"))
-    proc = run_cli(["csr", "--private-key", path, "--subject", "CN=pq"])
+    proc = cli(["csr", "--private-key", path, "--subject", "CN=pq"])
     assert proc.returncode == 0, proc.stderr
     csr = x509.load_pem_x509_csr(proc.stdout.encode())
     assert csr.is_signature_valid
@@ -325,7 +331,7 @@ def test_csr_signature_algorithm_has_absent_parameters(tmp_path: Path, key_type:
 def test_read_certificate_data_names_the_key_type(pki: PKI, tmp_path: Path) -> None:
     for key_type in KEY_TYPES:
         _, _, cert, _ = mldsa_identity(pki, tmp_path, key_type)
-        proc = run_cli(["read-certificate-data", "--certificate", cert])
+        proc = cli(["read-certificate-data", "--certificate", cert])
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout.splitlines()[0])["keyType"] == key_type.upper()
 
@@ -354,7 +360,7 @@ def test_doctor_passes_every_check_with_an_mldsa_ca(tmp_path: Path) -> None:
     for name, data in (("ca.pem", ca.pem), ("leaf.crt", leaf.pem), ("leaf.key", key_file(key, "ml-dsa-65", "both"))):
         (tmp_path / name).write_bytes(data)
     args = ["doctor", "--certificate", tmp_path / "leaf.crt", "--private-key", tmp_path / "leaf.key"]
-    proc = run_cli([*args, "--trust-anchor-certificate", tmp_path / "ca.pem", *ARN_ARGS, "--json"])
+    proc = cli([*args, "--trust-anchor-certificate", tmp_path / "ca.pem", *ARN_ARGS, "--json"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
     assert all(c["status"] == "pass" for c in checks.values()), checks
@@ -364,7 +370,7 @@ def test_doctor_passes_every_check_with_an_mldsa_ca(tmp_path: Path) -> None:
 
 def test_doctor_fails_key_match_for_the_wrong_mldsa_key(pki: PKI, tmp_path: Path, bad_files: dict[str, Path]) -> None:
     _, _, cert, _ = mldsa_identity(pki, tmp_path, "ml-dsa-65")
-    proc = run_cli(["doctor", "--certificate", cert, "--private-key", bad_files["good"], "--json"])
+    proc = cli(["doctor", "--certificate", cert, "--private-key", bad_files["good"], "--json"])
     assert proc.returncode != 0
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
     assert checks["key-match"]["status"] == "fail"
@@ -409,11 +415,11 @@ def test_endpoint_accepts_an_mldsa_ca_and_refuses_forgeries(tmp_path: Path) -> N
 
 
 def test_tpm_refuses_mldsa(pki: PKI, tmp_path: Path) -> None:
-    proc = run_cli(["generate-key", "--tpm", "--key-type", "ml-dsa-65", "--output", tmp_path / "k.tss"])
+    proc = cli(["generate-key", "--tpm", "--key-type", "ml-dsa-65", "--output", tmp_path / "k.tss"])
     assert_one_line_error(proc, "TPM 2.0 has no ML-DSA")
     assert not (tmp_path / "k.tss").exists()
     _, _, cert, _ = mldsa_identity(pki, tmp_path, "ml-dsa-65")
-    proc = run_cli(["credential-process", "--certificate", cert, "--private-key", "handle:0x81000001", *ARN_ARGS])
+    proc = cli(["credential-process", "--certificate", cert, "--private-key", "handle:0x81000001", *ARN_ARGS])
     assert_one_line_error(proc, "which a TPM 2.0 cannot hold")
 
 
@@ -436,3 +442,37 @@ def test_ec_credential_process_never_imports_mldsa(pki: PKI, endpoint: LocalEndp
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == {"rc": 0, "seen": []}
     assert endpoint.state.sessions_created == 1
+
+
+# ---------------------------------------------------------------- hostile bytes
+
+
+def _mutations() -> Any:
+    from hypothesis import strategies as st
+
+    key = new_key("ml-dsa-44")
+    seeds = [
+        pkcs8("ml-dsa-44", seed_of(key), "seed"),
+        pkcs8("ml-dsa-44", seed_of(key), "both"),
+        key_file(key, "ml-dsa-44", "both", b"pw", "pbkdf2-sha256"),
+    ]
+    return st.tuples(st.sampled_from(seeds), st.integers(0, 5000), st.binary(min_size=1, max_size=4)).map(
+        lambda t: t[0][: t[1] % len(t[0])] + t[2] + t[0][t[1] % len(t[0]) + len(t[2]) :]
+    )
+
+
+def test_damaged_files_raise_only_our_errors() -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    from rolesanywhere_signer.errors import SignerError
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=_mutations())
+    def check(data: bytes) -> None:
+        for password in (None, b"pw"):
+            try:
+                mldsa.load_pkcs8(data, password, "fuzz.key")
+            except SignerError:
+                pass
+
+    check()

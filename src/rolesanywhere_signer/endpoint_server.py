@@ -1,6 +1,6 @@
 """A local IAM Roles Anywhere endpoint that verifies ``POST /sessions`` as strictly as AWS.
 
-It checks everything in PROTOCOL.md's "What the service checks": the end-entity certificate
+It checks everything in docs/protocol.md's "What the service checks": the end-entity certificate
 (v3, not a CA, digitalSignature, SHA-256+ signature, validity), the chain to a configured trust
 anchor (depth at most 5), the serial in ``Credential=``, the signature over the canonical request
 recomputed from what was received, the scope, the signed headers, the clock skew and the body.

@@ -1,6 +1,6 @@
 """SigV4-X509 for CreateSession: pure functions, no files, sockets or clocks.
 
-Everything here follows shared/PROTOCOL.md. The caller supplies the time, the identity
+Everything here follows docs/protocol.md. The caller supplies the time, the identity
 (certificate DER, chain DER, serial, algorithm) and a ``sign`` callable performed by the key.
 Only the standard library is imported so that this module costs nothing at start-up.
 """
@@ -25,7 +25,7 @@ ALGORITHMS = (ALGORITHM_RSA, ALGORITHM_ECDSA, ALGORITHM_MLDSA)
 SERVICE = "rolesanywhere"
 SESSIONS_PATH = "/sessions"
 MAX_CHAIN = 5
-#: headers that are sent but never signed (PROTOCOL.md)
+#: headers that are sent but never signed (docs/protocol.md)
 UNSIGNED_HEADERS = frozenset({"authorization", "user-agent", "x-amzn-trace-id"})
 _SAFE = "-_.~"
 
