@@ -257,10 +257,24 @@ def describe_key(public_key: PublicKeyTypes) -> str:
 # ---------------------------------------------------------------- per-encoding behaviour
 
 
+_DSS_ENCODER: list[Callable[[int, int], bytes]] = []  # cryptography's, imported on first use
+
+
+def encode_dss_signature(r: int, s: int) -> bytes:
+    """ASN.1 DER ``SEQUENCE {r INTEGER, s INTEGER}``, by ``cryptography``.
+
+    Once per signature on the token and TPM paths: the function is looked up once, not imported
+    on every call, and ``cryptography`` stays off the cold path until a signature is made.
+    """
+    if not _DSS_ENCODER:
+        from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature as encode
+
+        _DSS_ENCODER.append(encode)
+    return _DSS_ENCODER[0](r, s)
+
+
 def ecdsa_der_from_raw(raw: bytes) -> bytes:
     """PKCS#11's raw ``r || s`` (equal halves) as DER ``SEQUENCE {r INTEGER, s INTEGER}``."""
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
     if not raw or len(raw) % 2:
         raise ValueError(f"raw ECDSA signature has odd length {len(raw)}")
     half = len(raw) // 2

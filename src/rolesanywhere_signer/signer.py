@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from . import keytypes
 from .keytypes import DIGEST_INFO_PREFIX, DIGESTS, DigestName, ecdsa_der_from_raw, hash_algorithm, key_type_of
 from .protocol import Identity
 
@@ -108,9 +109,7 @@ def digest_info(data: bytes, name: DigestName = "sha256") -> bytes:
 
 def ecdsa_der_from_rs(r: int, s: int) -> bytes:
     """ASN.1 DER ``SEQUENCE { r INTEGER, s INTEGER }`` (TPMs return r and s separately)."""
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
-    return encode_dss_signature(r, s)
+    return keytypes.encode_dss_signature(r, s)
 
 
 def algorithm_for_key(public_key: PublicKeyTypes) -> str:
