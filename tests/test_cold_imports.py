@@ -34,9 +34,10 @@ def importtime(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProc
 
 def floor_modules(env: dict[str, str]) -> set[str]:
     """What the floor command itself imports (with whatever the floor's own modules pull in)."""
-    from run import FLOOR  # benchmarks/run.py: the one definition of the floor
+    import importlib
 
-    proc = importtime(["-c", FLOOR], env)
+    floor: str = importlib.import_module("run").FLOOR  # benchmarks/run.py: the one definition of the floor
+    proc = importtime(["-c", floor], env)
     assert proc.returncode == 0, proc.stderr[-500:]
     return third_party_imports(proc.stderr)
 
