@@ -244,11 +244,13 @@ def _signature_algorithm(public_key: PublicKeyTypes) -> bytes:
         return der_seq(der_oid(OID_SHA256_WITH_RSA), DER_NULL)
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return der_seq(der_oid(OID_ECDSA_WITH_SHA256))
-    from . import mldsa
+    from .keytypes import key_type_of
 
-    p = mldsa.parameter_set(public_key)
-    if p is not None:
-        return der_seq(der_oid(p.oid))  # id-ml-dsa-*: parameters absent (not NULL)
+    try:
+        # ML-DSA: id-ml-dsa-*, parameters absent (not NULL); the key signs the info itself
+        return key_type_of(public_key).signature_algorithm_der()
+    except NotSupportedError:
+        pass
     raise NotSupportedError(f"cannot make a CSR for a {type(public_key).__name__.lstrip('_')} key")
 
 

@@ -92,9 +92,9 @@ def new_software_key(key_type: str) -> PrivateKeyTypes:
     if key_type in ("rsa2048", "rsa3072"):
         return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
     if key_type in MLDSA_KEY_TYPES:
-        from . import mldsa
+        from .keytypes import key_type_named
 
-        return mldsa.generate(key_type)  # written in the seed form (PKCS#8 private_bytes)
+        return key_type_named(key_type).generate_private_key()  # written in the seed form (PKCS#8)
     raise InputError(f"unknown key type {key_type!r}", hint=f"use one of {', '.join(KEY_TYPES)}")
 
 
@@ -173,7 +173,6 @@ def describe_public_key(public_key: PublicKeyTypes) -> str:
         return {"secp256r1": "EC P-256", "secp384r1": "EC P-384", "secp521r1": "EC P-521"}.get(
             public_key.curve.name, f"EC {public_key.curve.name}"
         )
-    from . import mldsa
+    from .keytypes import describe_key
 
-    p = mldsa.parameter_set(public_key)
-    return p.name if p is not None else type(public_key).__name__.lstrip("_")
+    return describe_key(public_key)  # ML-DSA-65 and anything else the table knows

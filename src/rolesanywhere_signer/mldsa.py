@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, NotSupportedError, SecretError
+from .keytypes import ML_DSA_44, ML_DSA_65, ML_DSA_87, KeyType
 from .pkcs8 import Der, Malformed, decrypt, pem_body
+from .protocol import ALGORITHM_MLDSA as ALGORITHM
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
-ALGORITHM = "AWS4-X509-MLDSA"
+__all__ = ["ALGORITHM", "BY_KEY_TYPE", "BY_OID", "PARAMETER_SETS", "ParameterSet", "pem_body"]
 #: the version this project is tested with; older ones lack the ML-DSA classes or the OpenSSL support
 CRYPTOGRAPHY_NEEDED = "50"
 SEED_BYTES = 32
@@ -33,25 +35,36 @@ SEED_BYTES = 32
 
 @dataclass(frozen=True)
 class ParameterSet:
-    name: str  # "ML-DSA-65", as the reference helper names the key type
-    oid: str  # id-ml-dsa-*: certificate SPKI, PKCS#8 and CSR/certificate signature algorithm
+    """FIPS 204 sizes of one key-type row (keytypes.ML_DSA_*)."""
+
+    key_type: KeyType
     public_bytes: int
     expanded_bytes: int
     signature_bytes: int
 
     @property
-    def key_type(self) -> str:
-        """The ``--key-type`` spelling: ``ml-dsa-65``."""
-        return self.name.lower()
+    def name(self) -> str:
+        """``ML-DSA-65``, as the reference helper names the key type."""
+        return self.key_type.name
+
+    @property
+    def oid(self) -> str:
+        """id-ml-dsa-*: the SPKI, PKCS#8 and signature algorithm alike."""
+        return self.key_type.signature_oid
+
+    @property
+    def class_prefix(self) -> str:
+        return self.name.replace("-", "")  # cryptography's MLDSA65PrivateKey
 
 
 PARAMETER_SETS = (
-    ParameterSet("ML-DSA-44", "2.16.840.1.101.3.4.3.17", 1312, 2560, 2420),
-    ParameterSet("ML-DSA-65", "2.16.840.1.101.3.4.3.18", 1952, 4032, 3309),
-    ParameterSet("ML-DSA-87", "2.16.840.1.101.3.4.3.19", 2592, 4896, 4627),
+    ParameterSet(ML_DSA_44, 1312, 2560, 2420),
+    ParameterSet(ML_DSA_65, 1952, 4032, 3309),
+    ParameterSet(ML_DSA_87, 2592, 4896, 4627),
 )
 BY_OID = {p.oid: p for p in PARAMETER_SETS}
-BY_KEY_TYPE = {p.key_type: p for p in PARAMETER_SETS}
+#: by the ``--key-type`` spelling, ``ml-dsa-65``
+BY_KEY_TYPE = {p.key_type.cli_name: p for p in PARAMETER_SETS}
 
 
 # ---------------------------------------------------------------- cryptography's ML-DSA support
@@ -100,16 +113,16 @@ def parameter_set(key: PublicKeyTypes | PrivateKeyTypes | object) -> ParameterSe
     return None
 
 
-def generate(key_type: str) -> PrivateKeyTypes:
-    """A new private key for ``ml-dsa-44|65|87``."""
-    p = BY_KEY_TYPE[key_type]
-    cls = getattr(_module(), f"{p.name.replace('-', '')}PrivateKey")
+def generate(key_type: KeyType) -> PrivateKeyTypes:
+    """A new private key of an ML-DSA row."""
+    p = BY_KEY_TYPE[key_type.cli_name]
+    cls = getattr(_module(), f"{p.class_prefix}PrivateKey")
     key: PrivateKeyTypes = cls.generate()
     return key
 
 
 def from_seed(p: ParameterSet, seed: bytes) -> PrivateKeyTypes:
-    cls = getattr(_module(), f"{p.name.replace('-', '')}PrivateKey")
+    cls = getattr(_module(), f"{p.class_prefix}PrivateKey")
     key: PrivateKeyTypes = cls.from_seed_bytes(seed)
     return key
 

@@ -69,13 +69,10 @@ def _signing_function(key: PrivateKeyTypes) -> Callable[[bytes, DigestName], byt
         ecdsa = {name: ec.ECDSA(hash_algorithm(name)) for name in DIGESTS}
         ec_key = key
         return lambda data, digest: ec_key.sign(data, ecdsa[digest])
-    from .. import mldsa
+    from ..keytypes import key_type_of
 
-    if mldsa.parameter_set(key) is not None:
-        # pure ML-DSA signs the message itself, empty context: there is no digest to choose
-        ml_sign: Callable[[bytes], bytes] = key.sign  # type: ignore[union-attr,assignment]
-        return lambda data, digest: ml_sign(data)
-    raise NotSupportedError(f"cannot sign with a {type(key).__name__} key")
+    # ML-DSA (the table's software signer): pure ML-DSA over the message, no digest to choose
+    return key_type_of(key.public_key()).software_signer(key)
 
 
 def _password(opts: IdentityOptions, what: str) -> Secret:
