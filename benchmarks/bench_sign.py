@@ -8,7 +8,9 @@ same 150-byte string to sign:
 - PKCS#11: our signer vs python-pkcs11 ``key.sign(sha256(data), mechanism=ECDSA)`` on an open,
   logged-in session (the same mechanism the backend uses; the backend adds DER encoding);
 - TPM: our signer vs tpm2-pytss ``ESAPI.sign`` on the very key our signer loaded in swtpm (same
-  scheme and ticket; the backend adds DER encoding of r and s).
+  scheme and ticket; the backend adds DER encoding of r and s);
+- PEM ML-DSA-65: ``PemSigner.sign`` (loaded from a key file, as credential-process does) vs
+  ``key.sign(data)`` in cryptography on the very key object the signer holds.
 
 Method: ours and the raw call are timed in alternating rounds (ours then raw in even rounds, raw
 then ours in odd ones), each round a batch of calls, GC off. The reported ratio is the median of
@@ -102,7 +104,27 @@ def _tpm(bench: Bench) -> Pair:
     return (lambda: signer.sign(DATA)), raw, close
 
 
-MAKERS: dict[str, Callable[[Bench], Pair]] = {"pem": _pem, "pkcs11": _pkcs11, "tpm": _tpm}
+def _mldsa(bench: Bench) -> Pair:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import mldsa
+
+    from rolesanywhere_signer.backends import load_signer
+    from rolesanywhere_signer.options import IdentityOptions
+    from support.pki import issue
+
+    key = mldsa.MLDSA65PrivateKey.generate()
+    leaf = issue("Bench ML-DSA-65 leaf", issuer=bench.ca, key=key)
+    cert_path = bench.write("mldsa.crt", leaf.pem)
+    pkcs8 = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    signer = load_signer(IdentityOptions(str(cert_path), str(bench.write("mldsa.key", pkcs8))))
+    held: Any = signer.key  # type: ignore[attr-defined]  # the very key object our signer signs with
+    data = DATA.replace(b"AWS4-X509-ECDSA-SHA256", b"AWS4-X509-MLDSA")
+    return (lambda: signer.sign(data)), (lambda: held.sign(data)), signer.close
+
+
+MAKERS: dict[str, Callable[[Bench], Pair]] = {"pem": _pem, "pkcs11": _pkcs11, "tpm": _tpm, "mldsa": _mldsa}
 
 
 def _batch(fn: Callable[[], Any], n: int) -> float:

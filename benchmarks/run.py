@@ -252,6 +252,7 @@ SIGN_LABELS = {
     "pem": "PEM EC P-256 vs cryptography",
     "pkcs11": "PKCS#11 (SoftHSM2) vs python-pkcs11",
     "tpm": "TPM (swtpm) vs tpm2-pytss",
+    "mldsa": "PEM ML-DSA-65 vs cryptography",
 }
 
 
@@ -261,7 +262,7 @@ def scenario_4(ctx: Ctx) -> None:
     out = ctx.bench.base / "sign-bench.json"
     argv = [PY, str(HERE / "bench_sign.py"), "--out", str(out)]
     if ctx.smoke:
-        argv += ["--smoke", "--only", "pem"]
+        argv += ["--smoke", "--only", "pem,mldsa"]
     env = ctx.bench.env(BENCH_BASE=str(ctx.bench.base))
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0 or not out.exists():
@@ -296,39 +297,6 @@ def scenario_4(ctx: Ctx) -> None:
         "Scenario 4: ours and the raw call in alternating rounds (GC off), each round a batch of calls on "
         "each side; min/max are per-call figures of the fastest and slowest round; the ratio is the median "
         f"of the per-round ratios (rounds×calls: {', '.join(rounds)})."
-    )
-    mldsa_overhead(ctx)
-
-
-def mldsa_overhead(ctx: Ctx) -> None:
-    """ML-DSA-65: interleaved rounds of ours and raw, median of the per-round ratios (bench_mldsa.py)."""
-    import subprocess
-
-    name = "4 sign() PEM ML-DSA-65 vs cryptography"
-    argv = [PY, str(HERE / "bench_mldsa.py"), *(["--rounds", "3", "--batch", "2"] if ctx.smoke else [])]
-    proc = subprocess.run(argv, env=ctx.bench.env(), capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:]
-        ctx.rows.append(Row(name, "µs", note=f"not available: {' / '.join(tail)[:160]}"))
-        return
-    r = json.loads(proc.stdout.splitlines()[-1])
-    ctx.rows.append(
-        Row(
-            name,
-            "µs",
-            median=r["ours_median_us"],
-            min=r["ours_min_us"],
-            max=r["ours_max_us"],
-            baseline="raw call",
-            baseline_median=r["ours_median_us"] / r["ratio_median"],
-            target=1.15,
-        )
-    )
-    ctx.notes.append(
-        f"Scenario 4, ML-DSA-65: {r['rounds']} interleaved rounds of {r['batch']} signatures each side; the ratio "
-        f"is the median of the per-round ratios ours/raw ({r['ratio_median']:.3f}), so its baseline column is our "
-        f"median divided by that ratio; the raw median alone is {r['raw_median_us']:.0f} µs (ML-DSA's rejection "
-        "sampling makes single signatures vary, which is why rounds are paired)."
     )
 
 

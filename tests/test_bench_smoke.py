@@ -31,7 +31,8 @@ def test_bench_smoke_run_prints_table_and_writes_markdown(tmp_path: Path) -> Non
     cold = next(line for line in lines if line.startswith("1 credential-process PEM"))
     assert " ms " in cold and "import floor" in cold and "×" in cold
     assert any(line.startswith("1 python -c pass") for line in lines)
-    assert any(line.startswith("4 sign() PEM") and "µs" in line for line in lines)
+    assert any(line.startswith("4 sign() PEM EC") and "µs" in line for line in lines)
+    assert any(line.startswith("4 sign() PEM ML-DSA-65") and "µs" in line for line in lines)
     assert "error:" not in proc.stdout  # no scenario crashed
     md = out.read_text()
     assert "hand-written intro" in md and "analysis kept" in md  # only the generated part is replaced
