@@ -476,3 +476,19 @@ def test_damaged_files_raise_only_our_errors() -> None:
                 pass
 
     check()
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_der_key_files_load_too(tmp_path: Path, encrypted: bool) -> None:
+    from rolesanywhere_signer.backends.pem import parse_private_key
+    from rolesanywhere_signer.options import IdentityOptions
+    from rolesanywhere_signer.secret import Secret
+    from support.mldsa import encrypt
+
+    key = new_key("ml-dsa-87")
+    der = pkcs8("ml-dsa-87", seed_of(key), "both")
+    if encrypted:
+        der = encrypt(der, PASSWORD.encode(), "scrypt", key_bytes=16)
+    opts = IdentityOptions(pkcs8_password=Secret(PASSWORD)) if encrypted else IdentityOptions()
+    loaded: Any = parse_private_key(der, "k.der", opts)
+    assert loaded.public_key() == key.public_key()
