@@ -1,4 +1,4 @@
-"""ML-DSA (FIPS 204) keys: parameter sets, the PKCS#8 private-key CHOICE, and PBES2 decryption.
+"""ML-DSA (FIPS 204) keys: parameter sets, ``cryptography``'s support, and the PKCS#8 private-key CHOICE.
 
 ``cryptography`` loads, signs and verifies ML-DSA keys, but reads only the ``seed`` form of the
 PKCS#8 private key. OpenSSL 3.5 (and the reference helper's test keys) write the ``both`` form,
@@ -15,6 +15,7 @@ certificates, or when a key file did not load: RSA and EC runs never import it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,7 @@ def _module() -> Any:
     return mldsa
 
 
+@functools.cache
 def _classes() -> tuple[tuple[ParameterSet, type, type], ...]:
     """(parameter set, private key class, public key class); empty when cryptography has no ML-DSA."""
     try:
@@ -98,8 +100,8 @@ def _classes() -> tuple[tuple[ParameterSet, type, type], ...]:
         return ()
     out = []
     for p in PARAMETER_SETS:
-        suffix = p.name.replace("-", "").upper()  # MLDSA65
-        priv, pub = getattr(mldsa, f"{suffix}PrivateKey", None), getattr(mldsa, f"{suffix}PublicKey", None)
+        prefix = p.class_prefix
+        priv, pub = getattr(mldsa, f"{prefix}PrivateKey", None), getattr(mldsa, f"{prefix}PublicKey", None)
         if priv is not None and pub is not None:
             out.append((p, priv, pub))
     return tuple(out)
@@ -127,13 +129,8 @@ def from_seed(p: ParameterSet, seed: bytes) -> PrivateKeyTypes:
     return key
 
 
-def sign(key: Any, data: bytes) -> bytes:
-    """Pure ML-DSA over the message itself, empty context (no pre-hash: not HashML-DSA)."""
-    signature: bytes = key.sign(data)
-    return signature
-
-
 def verify(public_key: Any, signature: bytes, data: bytes) -> bool:
+    """Pure ML-DSA over the message itself, empty context (no pre-hash: not HashML-DSA)."""
     from cryptography.exceptions import InvalidSignature
 
     try:
