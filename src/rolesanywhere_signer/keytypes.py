@@ -220,24 +220,27 @@ def rsa_key_type(bits: int) -> KeyType | None:
     return dataclasses.replace(RSA_2048, name=f"RSA-{bits}", cli_name=f"rsa{bits}", title=f"RSA {bits}", bits=bits)
 
 
-def key_type_of(public_key: PublicKeyTypes) -> KeyType:
-    """The row for a public key (or its private key); ``NotSupportedError`` for anything Roles Anywhere refuses."""
+def key_type_of(public_key: PublicKeyTypes, what: str = "") -> KeyType:
+    """The row for a public key; ``NotSupportedError`` naming ``what`` for anything Roles Anywhere refuses."""
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+    named = f" {what}" if what else ""
     if isinstance(public_key, rsa.RSAPublicKey):
         kt = rsa_key_type(public_key.key_size)
         if kt is None:
-            raise NotSupportedError(f"RSA keys of {public_key.key_size} bits are too short", hint=_SUPPORTED_HINT)
+            raise NotSupportedError(
+                f"RSA key{named} has {public_key.key_size} bits; use {MIN_RSA_BITS} or more", hint=_SUPPORTED_HINT
+            )
         return kt
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         found = key_type_for_curve(public_key.curve.name)
         if found is None:
-            raise NotSupportedError(f"EC keys on curve {public_key.curve.name} are not supported", hint=_SUPPORTED_HINT)
+            raise NotSupportedError(
+                f"EC key{named} is on curve {public_key.curve.name}; use P-256, P-384 or P-521", hint=_SUPPORTED_HINT
+            )
         return found
-    raise NotSupportedError(
-        f"{type(public_key).__name__.removeprefix('_')} keys are not supported by Roles Anywhere",
-        hint=_SUPPORTED_HINT,
-    )
+    kind = type(public_key).__name__.lstrip("_").removesuffix("PublicKey").removesuffix("PrivateKey")
+    raise NotSupportedError(f"key{named} is a {kind} key; Roles Anywhere takes RSA or EC keys", hint=_SUPPORTED_HINT)
 
 
 def describe_key(public_key: PublicKeyTypes) -> str:
