@@ -87,7 +87,11 @@ class KeyType:
 
     def encode_raw(self, raw: bytes) -> bytes:
         """The wire form of what a token returned (PKCS#11 ECDSA gives ``r || s``, wanted is DER)."""
-        return _RAW_ENCODERS.get(self.encoding, bytes)(raw)
+        return self.raw_encoder()(raw)
+
+    def raw_encoder(self) -> Callable[[bytes], bytes]:
+        """``encode_raw`` as a plain function, for signing loops to look up once."""
+        return _RAW_ENCODERS.get(self.encoding, bytes)
 
     def verify(self, public_key: PublicKeyTypes, signature: bytes, data: bytes, digest: DigestName = "sha256") -> bool:
         """True when ``signature`` over ``data`` verifies with ``public_key`` (the local check)."""
@@ -241,6 +245,17 @@ def key_type_of(public_key: PublicKeyTypes, what: str = "") -> KeyType:
         return found
     kind = type(public_key).__name__.lstrip("_").removesuffix("PublicKey").removesuffix("PrivateKey")
     raise NotSupportedError(f"key{named} is a {kind} key; Roles Anywhere takes RSA or EC keys", hint=_SUPPORTED_HINT)
+
+
+def family_of(public_key: PublicKeyTypes) -> Family | None:
+    """The family of any key, supported size or curve or not (for descriptions, not for signing)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return "ec"
+    return None
 
 
 def describe_key(public_key: PublicKeyTypes) -> str:
