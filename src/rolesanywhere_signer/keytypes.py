@@ -79,7 +79,7 @@ class KeyType:
     # -- how a signature is made and checked
 
     def host_input(self, data: bytes, digest: DigestName) -> bytes:
-        """What the host hands a key that does not hash itself (PKCS#11 raw mechanisms, TPM2_Sign)."""
+        """What a PKCS#11 raw mechanism signs: the host's hash, as DigestInfo for PKCS#1 v1.5 (CKM_RSA_PKCS)."""
         if self.prehash is None:
             return data
         hashed = hashlib.new(digest, data).digest()
