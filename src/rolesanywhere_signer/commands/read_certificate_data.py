@@ -25,18 +25,13 @@ def register(sub: Any, name: str) -> None:
 def certificate_data(cert: Any) -> dict[str, Any]:
     import base64
 
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    key = cert.public_key()
-    key_type = (
-        "RSA" if isinstance(key, rsa.RSAPublicKey) else "EC" if isinstance(key, ec.EllipticCurvePublicKey) else ""
-    )
-    if not key_type:
-        from ..mldsa import parameter_set
+    from ..keytypes import family_of, key_type_of
 
-        p = parameter_set(key)
-        key_type = p.name if p is not None else "unknown"  # ML-DSA-65, as the reference names it
+    family = family_of(cert.public_key())
+    # "RSA", "EC"; ML-DSA by its parameter set, as the reference names it ("ML-DSA-65")
+    key_type = key_type_of(cert.public_key()).name if family == "ml-dsa" else family.upper() if family else "unknown"
     return {
         "keyType": key_type,
         "certificate": base64.b64encode(cert.public_bytes(Encoding.DER)).decode(),
@@ -57,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
     if uri:
         from ..backends import pkcs11
 
-        for entry in pkcs11.list_certificates(uri, args.pkcs11_lib):
+        for found in pkcs11.list_certificates(uri, args.pkcs11_lib):
+            entry: dict[str, object] = {"uri": found.uri, "label": found.label, "id": found.id.hex()}
+            entry.update(certificate_data(found.certificate))
+            if found.attestation:
+                entry["attestation"] = True
             sys.stdout.write(json.dumps(entry) + "\n")
         return 0
     if not args.certificate:
