@@ -83,10 +83,11 @@ def generate_pkcs11(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
 def generate_tpm(
     opts: IdentityOptions, key_type: str, *, output: str | None, persistent_handle: int | None
 ) -> PublicKeyTypes:
-    if key_type in MLDSA_KEY_TYPES:
+    row = key_type_named(key_type)
+    if row.tpm_scheme is None:  # ML-DSA: said before any TPM is opened
         raise NotSupportedError(
-            f"a TPM 2.0 cannot hold {key_type} keys (TPM 2.0 has no ML-DSA)",
-            hint="keep ML-DSA keys in a file: generate-key --output FILE --key-type " + key_type,
+            f"a TPM 2.0 cannot hold {row.title} keys (TPM 2.0 has no {row.family.upper()})",
+            hint=f"keep them in a file: generate-key --output FILE --key-type {row.cli_name}",
         )
     public: PublicKeyTypes = _function("tpm", "generate_key")(
         opts, key_type, output=output, persistent_handle=persistent_handle

@@ -713,7 +713,8 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
     import pkcs11
     from pkcs11.util.ec import encode_named_curve_parameters
 
-    mldsa = key_type.startswith("ml-dsa-")
+    asked = next((kt for kt in ALL_KEY_TYPES if kt.cli_name == key_type), None)
+    mldsa = asked is not None and asked.family == "ml-dsa"  # refused below unless the token has CKM_ML_DSA
     if key_type not in KEY_TYPES and not mldsa:
         raise UsageError(f"key type {key_type!r} is not one of {', '.join(KEY_TYPES)}")
     if not opts.pkcs11_uri:
