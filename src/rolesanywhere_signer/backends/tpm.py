@@ -97,8 +97,7 @@ def parse_handle(value: str) -> int:
 
 def key_ref(opts: IdentityOptions) -> KeyRef:
     from ..files import read_input_file
-    from ..tss2 import parse_pem
-    from . import is_tpm_handle
+    from ..tss2 import is_tpm_handle, parse_pem
 
     value = opts.private_key
     if not value:
@@ -111,16 +110,13 @@ def key_ref(opts: IdentityOptions) -> KeyRef:
 
 def _given_password(opts: IdentityOptions) -> Secret | None:
     """A password from the flag, the file or the environment; None when none of them is set."""
-    from ..secret import read_secret_file
+    from ..secret import first_secret, from_env, from_file, from_value
 
-    if opts.tpm_key_password is not None:
-        return opts.tpm_key_password
-    if opts.tpm_key_password_file:
-        return read_secret_file(opts.tpm_key_password_file, what="TPM key password")
-    env = os.environ.get(PASSWORD_ENV)
-    if env:
-        return Secret(env)
-    return None
+    return first_secret(
+        from_value(opts.tpm_key_password),
+        from_file(opts.tpm_key_password_file, what="TPM key password"),
+        from_env(PASSWORD_ENV),
+    )
 
 
 def key_password(opts: IdentityOptions, ref: KeyRef) -> Secret | None:
@@ -512,6 +508,14 @@ def generate_key(
     ``output`` gets a TSS2 PRIVATE KEY file (0600) that openssl's tpm2 provider loads;
     ``persistent_handle`` makes the key persistent there (refused when the handle is in use).
     """
+    from ..keytypes import KEY_TYPES as ALL_KEY_TYPES
+
+    row = next((kt for kt in ALL_KEY_TYPES if kt.cli_name == key_type), None)
+    if row is not None and row.tpm_scheme is None:  # ML-DSA: said before tpm2-pytss or the TPM is touched
+        raise NotSupportedError(
+            f"a TPM 2.0 cannot hold {row.title} keys (TPM 2.0 has no {row.family.upper()})",
+            hint=f"keep them in a file: generate-key --output FILE --key-type {row.cli_name}",
+        )
     from .tpm_tcti import require_pytss
 
     require_pytss()
