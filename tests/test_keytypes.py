@@ -162,3 +162,6 @@ def test_mldsa_rows_sign_the_message_itself(kind: str) -> None:
     assert kt.signature_algorithm_der() in csr.public_bytes(Encoding.DER)
     assert csr.signature_algorithm_oid.dotted_string == kt.signature_oid
     assert key_type_of(kt.generate_private_key().public_key()) is kt
+    from rolesanywhere_signer import mldsa  # the module below the table keeps its own copy of the OIDs
+
+    assert (mldsa.BY_KEY_TYPE[kind].name, mldsa.BY_KEY_TYPE[kind].oid) == (kt.name, kt.signature_oid)

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from rolesanywhere_signer import keytypes, mldsa
+from rolesanywhere_signer import mldsa
 from rolesanywhere_signer.endpoint_server import LocalEndpoint, ReceivedRequest
 from rolesanywhere_signer.pkcs8 import pem_body
 from support.mldsa import expanded_of, key_file, pem, pkcs8, seed_of
@@ -265,7 +265,7 @@ def test_old_cryptography_gets_an_upgrade_message(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.delattr(crypto_mldsa, "MLDSA65PrivateKey")
     with pytest.raises(NotSupportedError, match="upgrade cryptography"):
-        mldsa.generate(keytypes.ML_DSA_65)
+        mldsa.generate("ml-dsa-65")
 
 
 def test_expanded_key_check_matches_fips204() -> None:

@@ -112,7 +112,7 @@ class KeyType:
         if self.family == "ml-dsa":
             from . import mldsa
 
-            return mldsa.generate(self)  # written in the PKCS#8 seed form by private_bytes
+            return mldsa.generate(self.cli_name)  # written in the PKCS#8 seed form by private_bytes
         raise NotSupportedError(f"cannot make a software {self.title} key")
 
     def curve_object(self) -> EllipticCurve:
@@ -282,7 +282,7 @@ def key_type_of(public_key: PublicKeyTypes, what: str = "") -> KeyType:
 
     p = mldsa.parameter_set(public_key)
     if p is not None:
-        return p.key_type
+        return key_type_named(p.name)
     kind = type(public_key).__name__.lstrip("_").removesuffix("PublicKey").removesuffix("PrivateKey")
     raise NotSupportedError(
         f"key{named} is a {kind} key; Roles Anywhere takes RSA, EC or ML-DSA keys", hint=_SUPPORTED_HINT

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, NotSupportedError, SecretError
-from .keytypes import ML_DSA_44, ML_DSA_65, ML_DSA_87, KeyType
 from .pkcs8 import Der, Malformed, decrypt, pem_body
 from .protocol import ALGORITHM_MLDSA as ALGORITHM
 
@@ -36,22 +35,18 @@ SEED_BYTES = 32
 
 @dataclass(frozen=True)
 class ParameterSet:
-    """FIPS 204 sizes of one key-type row (keytypes.ML_DSA_*)."""
+    """One FIPS 204 parameter set. The key-type table's ML-DSA rows (keytypes) are found by ``name``;
+    this module sits below that table and does not import it."""
 
-    key_type: KeyType
+    name: str  # "ML-DSA-65", as the reference helper names the key type (and the row's name)
+    oid: str  # id-ml-dsa-*: the SPKI, PKCS#8 and signature algorithm alike (the row's signature_oid)
     public_bytes: int
     expanded_bytes: int
     signature_bytes: int
 
     @property
-    def name(self) -> str:
-        """``ML-DSA-65``, as the reference helper names the key type."""
-        return self.key_type.name
-
-    @property
-    def oid(self) -> str:
-        """id-ml-dsa-*: the SPKI, PKCS#8 and signature algorithm alike."""
-        return self.key_type.signature_oid
+    def cli_name(self) -> str:
+        return self.name.lower()  # ml-dsa-65
 
     @property
     def class_prefix(self) -> str:
@@ -59,13 +54,13 @@ class ParameterSet:
 
 
 PARAMETER_SETS = (
-    ParameterSet(ML_DSA_44, 1312, 2560, 2420),
-    ParameterSet(ML_DSA_65, 1952, 4032, 3309),
-    ParameterSet(ML_DSA_87, 2592, 4896, 4627),
+    ParameterSet("ML-DSA-44", "2.16.840.1.101.3.4.3.17", 1312, 2560, 2420),
+    ParameterSet("ML-DSA-65", "2.16.840.1.101.3.4.3.18", 1952, 4032, 3309),
+    ParameterSet("ML-DSA-87", "2.16.840.1.101.3.4.3.19", 2592, 4896, 4627),
 )
 BY_OID = {p.oid: p for p in PARAMETER_SETS}
 #: by the ``--key-type`` spelling, ``ml-dsa-65``
-BY_KEY_TYPE = {p.key_type.cli_name: p for p in PARAMETER_SETS}
+BY_KEY_TYPE = {p.cli_name: p for p in PARAMETER_SETS}
 
 
 # ---------------------------------------------------------------- cryptography's ML-DSA support
@@ -115,9 +110,9 @@ def parameter_set(key: PublicKeyTypes | PrivateKeyTypes | object) -> ParameterSe
     return None
 
 
-def generate(key_type: KeyType) -> PrivateKeyTypes:
-    """A new private key of an ML-DSA row."""
-    p = BY_KEY_TYPE[key_type.cli_name]
+def generate(key_type: str) -> PrivateKeyTypes:
+    """A new private key for ``ml-dsa-44|65|87``."""
+    p = BY_KEY_TYPE[key_type]
     cls = getattr(_module(), f"{p.class_prefix}PrivateKey")
     key: PrivateKeyTypes = cls.generate()
     return key
