@@ -12,7 +12,6 @@ from ..certs import (
     check_key_matches,
     check_leaf,
     describe,
-    load_intermediates,
     parse_certificates,
     pem_labels,
 )
@@ -247,12 +246,10 @@ def load(opts: IdentityOptions) -> PemSigner:
             )
     check_leaf(leaf)
     check_key_matches(leaf, key.public_key(), key_source)
-    if opts.intermediates:
-        chain = load_intermediates(opts.intermediates)
-    else:
-        # certificates after the leaf in the certificate file or bundle: keep only real issuers
-        from ..certs import chain_from_pool
+    # certificates after the leaf in the certificate file or bundle (only real issuers) win over
+    # --intermediates: a renewed pair is installed as one file
+    from ..certs import choose_chain
 
-        chain = chain_from_pool(leaf, extra)
+    chain = choose_chain(leaf, extra, opts.intermediates)
     check_chain(leaf, chain)
     return PemSigner(key, leaf, tuple(chain), algorithm_for_key(key.public_key()), key_source)

@@ -533,7 +533,8 @@ def load(opts: IdentityOptions) -> Pkcs11Signer:
     )
 
     req = _request(opts)
-    file_cert = load_certificate_file(opts.certificate)[0] if req.cert_uri is None and opts.certificate else None
+    file_certs = load_certificate_file(opts.certificate) if req.cert_uri is None and opts.certificate else []
+    file_cert = file_certs[0] if file_certs else None
     sessions = _open_tokens(opts.pkcs11_lib, _uris(req), req.cert_uri or req.key_uri)
     chosen: TokenSession | None = None
     try:
@@ -555,7 +556,9 @@ def load(opts: IdentityOptions) -> Pkcs11Signer:
         public = _key_public(chosen, key)
         if public is not None:
             check_key_matches(leaf, public, f"{_key_name(key)} on {chosen.id.describe()}")
-        if opts.intermediates:
+        if file_cert is not None and chain_from_pool(leaf, file_certs[1:]):
+            chain = chain_from_pool(leaf, file_certs[1:])  # a renewed pair, installed as one file
+        elif opts.intermediates:
             chain = load_intermediates(opts.intermediates)
         else:
             chain = chain_from_pool(leaf, [c.cert for c in _certs_on(chosen, None)])

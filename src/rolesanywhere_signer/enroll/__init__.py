@@ -1,0 +1,1 @@
+"""CA integrations: a CSR goes in, a certificate and its chain come out (see ``issuer.py``)."""

@@ -1,0 +1,418 @@
+"""Renewing the certificate with the key that already holds it (or a fresh key in the same backend).
+
+One renewal: decide whether it is due, make a CSR signed by the backend's key with the current
+subject and SANs, have the issuer sign it, check the answer strictly, install certificate and chain
+together, and, with ``new_key``, switch the key and prove the new pair with a CreateSession before
+the old key is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from ..errors import InputError, NotSupportedError, SignerError, UsageError
+from ..options import IdentityOptions, RequestOptions
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from ..credentials import Credentials
+    from ..signer import KeyHandle, Signer
+    from .issuer import Issuer
+
+log = logging.getLogger("rolesanywhere_signer.renew")
+
+Clock = Callable[[], datetime]
+CREDENTIAL_SOURCES = ("roles-anywhere", "ambient")
+DEFAULT_FRACTION = 1 / 3
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+@dataclass(frozen=True)
+class Before:
+    """Renew when less than this is left: a duration or a fraction of the certificate's lifetime."""
+
+    seconds: float | None = None
+    fraction: float | None = None
+
+    def margin(self, cert: x509.Certificate) -> timedelta:
+        if self.seconds is not None:
+            return timedelta(seconds=self.seconds)
+        life = cert.not_valid_after_utc - cert.not_valid_before_utc
+        return life * (self.fraction if self.fraction is not None else DEFAULT_FRACTION)
+
+    def describe(self) -> str:
+        if self.seconds is not None:
+            return f"{self.seconds / 86400:g} days" if self.seconds >= 86400 else f"{self.seconds:g} s"
+        return f"{(self.fraction if self.fraction is not None else DEFAULT_FRACTION) * 100:.0f}% of the lifetime"
+
+
+DEFAULT_BEFORE = Before()
+
+
+def parse_before(text: str, flag: str = "--before") -> Before:
+    """``30d``, ``12h``, ``90m``, ``3600s``, ``2w`` or ``25%``."""
+    t = text.strip().lower()
+    hint = "e.g. 10d, 36h, 90m or 33%"
+    if t.endswith("%"):
+        try:
+            pct = float(t[:-1])
+        except ValueError:
+            raise UsageError(f"{flag} {text!r} is not a percentage", hint=hint) from None
+        if not 0 < pct < 100:
+            raise UsageError(f"{flag} {text!r} must be between 0% and 100%", hint=hint)
+        return Before(fraction=pct / 100)
+    m = _DURATION.match(t)
+    if not m:
+        raise UsageError(f"{flag} {text!r} is not a duration or a percentage", hint=hint)
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0 or seconds > 10 * 366 * 86400:
+        raise UsageError(f"{flag} {text!r} is out of range", hint=hint)
+    return Before(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class RenewOptions:
+    """How to renew: which issuer, when, and with which credentials."""
+
+    ca_arn: str | None = None
+    command: str | None = None
+    command_timeout: float = 60.0
+    template_arn: str | None = None
+    validity_days: int | None = None
+    signing_algorithm: str | None = None
+    before: Before = DEFAULT_BEFORE
+    force: bool = False
+    new_key: bool = False
+    credentials: str = "roles-anywhere"
+    role_arn: str | None = None
+    trust_anchor_certificate: str | None = None
+
+    def describe(self) -> str:
+        return f"ACM Private CA {self.ca_arn}" if self.ca_arn else f"command {self.command}"
+
+
+@dataclass(frozen=True)
+class RenewResult:
+    renewed: bool
+    message: str
+    serial: int | None = None
+    not_after: datetime | None = None
+
+
+def due_at(cert: x509.Certificate, before: Before) -> datetime:
+    return cert.not_valid_after_utc - before.margin(cert)
+
+
+def current_certificate(identity: IdentityOptions) -> list[x509.Certificate]:
+    """The certificate file being renewed (leaf first)."""
+    path = identity.certificate
+    if not path or path.startswith("pkcs11:"):
+        raise NotSupportedError(
+            "renewal needs the certificate in a file (--certificate PATH)",
+            hint="export it from the token once; renew then keeps that file current",
+        )
+    from ..certs import load_certificate_file
+
+    return load_certificate_file(path)
+
+
+def identity_with(identity: IdentityOptions, **changes: object) -> IdentityOptions:
+    values = {f: getattr(identity, f) for f in IdentityOptions._fields}
+    values.update(changes)
+    return IdentityOptions(**values)  # type: ignore[arg-type]
+
+
+def _key_type(public_key: object) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size in (2048, 3072):
+        return f"rsa{public_key.key_size}"
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name in ("secp256r1", "secp384r1"):
+        return {"secp256r1": "ec-p256", "secp384r1": "ec-p384"}[public_key.curve.name]
+    raise NotSupportedError("--new-key makes RSA 2048/3072 or EC P-256/P-384 keys; this key is none of them")
+
+
+def make_issuer(
+    options: RenewOptions, credentials: Callable[[], Credentials] | None, timeout: float, default_days: int
+) -> Issuer:
+    """The issuer for ``options``; ACM Private CA is asked for ``default_days`` unless --validity-days."""
+    if options.ca_arn:
+        from .acmpca import DEFAULT_TEMPLATE, AcmPcaIssuer
+
+        return AcmPcaIssuer(
+            options.ca_arn,
+            options.template_arn or DEFAULT_TEMPLATE,
+            options.validity_days or default_days,
+            options.signing_algorithm,
+            credentials if options.credentials == "roles-anywhere" else None,
+            timeout,
+        )
+    if options.command:
+        from .command import CommandIssuer
+
+        return CommandIssuer(options.command, options.command_timeout)
+    raise UsageError("say which CA renews the certificate: --ca-arn or --renew-command")
+
+
+def _anchors(options: RenewOptions, issuer: Issuer, current_chain: list[x509.Certificate]) -> list[x509.Certificate]:
+    if options.trust_anchor_certificate:
+        from ..certs import parse_certificates
+        from ..files import read_input_file
+
+        path = options.trust_anchor_certificate
+        return parse_certificates(read_input_file(path, "trust anchor certificate file"), path)
+    from .acmpca import AcmPcaIssuer
+
+    if isinstance(issuer, AcmPcaIssuer):
+        return issuer.ca_certificates()[:1]
+    if current_chain:
+        return current_chain
+    raise UsageError(
+        "--renew-command needs --trust-anchor-certificate to check what the command returns",
+        hint="give the CA certificate that signs the renewed certificate",
+    )
+
+
+class Renewer:
+    """Renews one identity's certificate; ``serve`` and ``update`` keep one and call ``renew``."""
+
+    def __init__(
+        self,
+        identity: IdentityOptions,
+        request: RequestOptions | None,
+        options: RenewOptions,
+        *,
+        clock: Clock | None = None,
+        timeout: float = 10.0,
+        credentials: Callable[[], Credentials] | None = None,
+        issuer: Issuer | None = None,
+    ) -> None:
+        from ..certs import now_utc
+
+        self.identity = identity
+        self.request = request
+        self.options = options
+        self._clock = clock or now_utc
+        self._timeout = timeout
+        self._credentials = credentials
+        self._issuer = issuer
+
+    # ---- credentials for ACM Private CA ----------------------------------------------------------
+
+    def _role_request(self) -> RequestOptions:
+        if self.request is None:
+            raise UsageError(
+                "self-renewal needs the Roles Anywhere ARNs (--trust-anchor-arn, --profile-arn, --role-arn)",
+                hint="give them, or use --renew-credentials ambient",
+            )
+        if not self.options.role_arn:
+            return self.request
+        r = self.request
+        return RequestOptions(
+            r.trust_anchor_arn,
+            r.profile_arn,
+            self.options.role_arn,
+            r.session_duration,
+            r.role_session_name,
+            r.region,
+            r.endpoint,
+            r.verify,
+            r.with_proxy,
+        )
+
+    def self_credentials(self) -> Credentials:
+        """Temporary credentials from Roles Anywhere with the current (still valid) certificate."""
+        if self._credentials is not None and not self.options.role_arn:
+            return self._credentials()
+        from ..backends import load_signer
+        from ..client import create_session
+
+        signer = load_signer(self.identity)
+        try:
+            return create_session(signer, self._role_request(), timeout=self._timeout, clock=self._clock)
+        finally:
+            signer.close()
+
+    # ---- one renewal ------------------------------------------------------------------------------
+
+    def due_at(self) -> datetime:
+        certs = current_certificate(self.identity)
+        return due_at(certs[0], self.options.before)
+
+    def renew(self, *, force: bool | None = None) -> RenewResult:
+        from .install import repair
+
+        fixed = repair(self.identity)
+        if fixed:
+            log.warning("%s", fixed)
+        certs = current_certificate(self.identity)
+        old = certs[0]
+        now = self._clock()
+        when = due_at(old, self.options.before)
+        if not (self.options.force if force is None else force) and now < when:
+            return RenewResult(
+                False,
+                f"not due: renewal starts {when:%Y-%m-%d %H:%M} UTC ({self.options.before.describe()} before expiry)",
+            )
+        from ..certs import chain_from_pool, choose_chain
+
+        current_chain = choose_chain(old, certs[1:], self.identity.intermediates)
+        if self.options.credentials == "roles-anywhere":
+            self._role_request()  # fail on missing ARNs before any key is opened
+        old_life = old.not_valid_after_utc - old.not_valid_before_utc
+        # IssueCertificate needs a validity: the current lifetime unless --validity-days says otherwise
+        default_days = max(1, round(old_life.total_seconds() / 86400))
+        issuer = self._issuer or make_issuer(self.options, self.self_credentials, self._timeout, default_days)
+        new_identity = self.identity
+        new_key_path: str | None = None
+        if self.options.new_key:
+            new_identity, new_key_path = self._new_key(old)
+        from .. import keys
+
+        try:
+            key = keys.open_key(new_identity)
+            try:
+                from ..certs import check_key_matches
+
+                if not self.options.new_key:
+                    check_key_matches(old, key.public_key(), self.identity.key_source())
+                csr_pem = self._csr(old, key)
+                public_key = key.public_key()
+            finally:
+                key.close()
+            anchors = _anchors(self.options, issuer, [*current_chain, *chain_from_pool(old, certs[1:])])
+            issued = issuer.issue(csr_pem)
+            from .validate import check_issued
+
+            asked = timedelta(days=self.options.validity_days) if self.options.validity_days else old_life
+            chain = check_issued(issued, public_key=public_key, anchors=anchors, old=old, asked=asked, now=now)
+        except BaseException:
+            if new_key_path:
+                _discard_new_key(new_key_path)
+            raise
+        from .install import commit_key, install_certificate
+
+        assert self.identity.certificate
+        install_certificate(self.identity.certificate, self.identity.intermediates, issued.certificate, chain)
+        cert = issued.certificate
+        log.warning(
+            "installed a renewed certificate in %s: serial %x, valid until %s UTC",
+            self.identity.certificate,
+            cert.serial_number,
+            f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M}",
+        )
+        message = f"renewed: serial {cert.serial_number:x}, valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        if new_key_path and self.identity.private_key:
+            commit_key(self.identity.private_key)
+            message += self._prove_new_pair()
+        return RenewResult(True, message, cert.serial_number, cert.not_valid_after_utc)
+
+    def _csr(self, old: x509.Certificate, key: KeyHandle) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from ..csrgen import build_csr, spec_from_args
+
+        return build_csr(spec_from_args(None, (), old), key).public_bytes(Encoding.PEM)
+
+    def _new_key(self, old: x509.Certificate) -> tuple[IdentityOptions, str]:
+        """A new key beside the current one (``<key>.next``), in the same backend."""
+        import os
+
+        from ..backends import backend_name, is_tpm_handle
+
+        path = self.identity.private_key
+        kind = backend_name(self.identity)
+        if kind == "pkcs11" or not path or is_tpm_handle(path):
+            raise NotSupportedError(
+                f"--new-key is not supported for {'PKCS#11 tokens' if kind == 'pkcs11' else 'this key'} yet",
+                hint="make a new key with generate-key, then renew with it",
+            )
+        from .. import keys
+        from .install import NEXT
+
+        key_type = _key_type(old.public_key())
+        nxt = path + NEXT
+        if os.path.lexists(nxt):
+            os.unlink(nxt)  # a leftover that never got its certificate (repair ran first)
+        if kind == "tpm":
+            keys.generate_tpm(self.identity, key_type, output=nxt, persistent_handle=None)
+        else:
+            password = keys.new_password(self.identity, ask=False, what=f"key file {path}")
+            keys.generate_pem(nxt, key_type, password)
+        log.warning("made a new %s key in %s", key_type, nxt)
+        return identity_with(self.identity, private_key=nxt), nxt
+
+    def _prove_new_pair(self) -> str:
+        """A CreateSession with the new pair; only then is the old key file removed."""
+        from .install import PREV
+
+        if self.request is None:
+            return "; the old key is kept as .prev (no Roles Anywhere ARNs to prove the new pair)"
+        from ..backends import load_signer
+        from ..client import create_session
+
+        signer: Signer = load_signer(self.identity)
+        try:
+            create_session(signer, self.request, timeout=self._timeout, clock=self._clock)
+        except SignerError as e:
+            log.warning("the new key and certificate were installed, but CreateSession failed: %s", e.diagnostics())
+            return "; CreateSession with the new pair failed, so the old key is kept as .prev"
+        finally:
+            signer.close()
+        assert self.identity.private_key
+        prev = self.identity.private_key + PREV
+        log.info("CreateSession with the new pair succeeded; %s stays as the previous key", prev)
+        return "; CreateSession with the new key succeeded"
+
+
+def _discard_new_key(path: str) -> None:
+    import os
+
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def check_options(options: RenewOptions) -> None:
+    """Refuse contradictory or out-of-range settings before anything is opened."""
+    if options.ca_arn and options.command:
+        raise UsageError("--ca-arn and --renew-command exclude each other", hint="choose one issuer")
+    if not options.ca_arn and not options.command:
+        raise UsageError("say which CA renews the certificate: --ca-arn or --renew-command")
+    if options.ca_arn:
+        from .acmpca import SIGNING_ALGORITHMS, check_ca_arn, check_template_arn
+
+        check_ca_arn(options.ca_arn)
+        if options.template_arn:
+            check_template_arn(options.template_arn)
+        if options.signing_algorithm and options.signing_algorithm not in SIGNING_ALGORITHMS:
+            raise UsageError(
+                f"--signing-algorithm {options.signing_algorithm!r} is not one of {', '.join(SIGNING_ALGORITHMS)}"
+            )
+    elif options.template_arn or options.signing_algorithm or options.validity_days:
+        raise UsageError("--template-arn, --signing-algorithm and --validity-days apply to --ca-arn only")
+    if options.command:
+        from .command import parse_command
+
+        parse_command(options.command)
+        if not 0 < options.command_timeout <= 3600:
+            raise UsageError("--renew-command-timeout must be between 0 and 3600 seconds")
+    if options.validity_days is not None and not 1 <= options.validity_days <= 3650:
+        raise UsageError(f"--validity-days {options.validity_days} is out of range", hint="use 1..3650")
+    if options.credentials not in CREDENTIAL_SOURCES:
+        raise UsageError(f"--renew-credentials must be one of {', '.join(CREDENTIAL_SOURCES)}")
+    if options.role_arn:
+        from ..arn import parse_arn
+
+        parse_arn(options.role_arn, "--renew-role-arn", "iam", "role")
+
+    if options.trust_anchor_certificate is not None and not options.trust_anchor_certificate:
+        raise InputError("--trust-anchor-certificate is empty")

@@ -1,0 +1,203 @@
+"""``renew`` against ACM Private CA played by moto's server, with self-renewal through local-endpoint.
+
+The machine's first certificate comes from the moto CA; ``local-endpoint`` trusts that CA. ``renew``
+gets credentials from local-endpoint with the current certificate, calls IssueCertificate and
+GetCertificate on moto, checks the answer, installs it, and the new certificate is then accepted
+by local-endpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from rolesanywhere_signer.csrgen import CsrSpec, build_csr
+from rolesanywhere_signer.endpoint_server import LocalEndpoint
+from support.moto_pca import Pca, issue_from
+from support.pki import name
+from support.util import ARN_ARGS, assert_one_line_error, run_cli
+
+
+class _Key:
+    def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
+        self.key = key
+
+    def public_key(self) -> object:
+        return self.key.public_key()
+
+    def sign(self, data: bytes, digest: str = "sha256") -> bytes:
+        from cryptography.hazmat.primitives import hashes
+
+        return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+    def close(self) -> None:
+        pass
+
+
+def enrol(pca: Pca, tmp_path: Path, stem: str = "host") -> tuple[Path, Path, ec.EllipticCurvePrivateKey]:
+    """The first certificate, issued by the moto CA by hand: a key file and a certificate file."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    spec = CsrSpec(name(f"{stem}.example.com"), (x509.DNSName(f"{stem}.example.com"),))
+    csr = build_csr(spec, _Key(key))  # type: ignore[arg-type]
+    pem = issue_from(pca, csr.public_bytes(serialization.Encoding.PEM))
+    cert_path, key_path = tmp_path / f"{stem}.crt", tmp_path / f"{stem}.key"
+    cert_path.write_bytes(pem)
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path, key
+
+
+@pytest.fixture
+def pca_endpoint(pca: Pca) -> LocalEndpoint:
+    ep = LocalEndpoint([pca.cert]).start()
+    yield ep  # type: ignore[misc]
+    ep.stop()
+
+
+def _serial(path: Path) -> int:
+    return x509.load_pem_x509_certificates(path.read_bytes())[0].serial_number
+
+
+def test_self_renewal_installs_a_certificate_local_endpoint_accepts(
+    pca: Pca, pca_endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
+    cert, key, _ = enrol(pca, tmp_path)
+    old_serial, old_bytes = _serial(cert), cert.read_bytes()
+    env = {**pca.env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}  # no ambient credentials
+    env = {k: v for k, v in env.items() if v}
+    proc = run_cli(
+        ["renew", "--certificate", cert, "--private-key", key, *ARN_ARGS, "--endpoint", pca_endpoint.url]
+        + ["--ca-arn", pca.arn, "--force"],
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "renewed: serial" in proc.stderr
+    assert pca_endpoint.state.sessions_created == 1  # the credentials came from Roles Anywhere
+    new_serial = _serial(cert)
+    assert new_serial != old_serial
+    assert (tmp_path / "host.crt.prev").read_bytes() == old_bytes
+    new = x509.load_pem_x509_certificates(cert.read_bytes())[0]
+    assert new.subject == x509.load_pem_x509_certificate(old_bytes).subject
+    san = new.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["host.example.com"]
+    proc = run_cli(
+        ["credential-process", "--certificate", cert, "--private-key", key, *ARN_ARGS, "--endpoint", pca_endpoint.url]
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"Credential={new_serial}/" in pca_endpoint.state.authorizations[-1]
+
+
+def test_not_due_leaves_everything_alone(pca: Pca, pca_endpoint: LocalEndpoint, tmp_path: Path) -> None:
+    cert, key, _ = enrol(pca, tmp_path)
+    before = cert.read_bytes()
+    proc = run_cli(
+        ["renew", "--certificate", cert, "--private-key", key, *ARN_ARGS, "--endpoint", pca_endpoint.url]
+        + ["--ca-arn", pca.arn, "--before", "10d"],
+        env=pca.env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "not due" in proc.stderr
+    assert cert.read_bytes() == before
+    assert not (tmp_path / "host.crt.prev").exists()
+    assert pca_endpoint.state.requests_seen == 0
+
+
+def test_ambient_credentials_need_no_roles_anywhere_arns(pca: Pca, tmp_path: Path) -> None:
+    cert, key, _ = enrol(pca, tmp_path)
+    old = _serial(cert)
+    proc = run_cli(
+        ["renew", "--certificate", cert, "--private-key", key, "--ca-arn", pca.arn, "--force"]
+        + ["--renew-credentials", "ambient", "--before", "50%"],
+        env=pca.env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _serial(cert) != old
+
+
+def test_moto_end_entity_client_auth_template_is_refused_for_its_missing_key_usage(pca: Pca, tmp_path: Path) -> None:
+    """Gap: moto's EndEntityClientAuthCertificate/V1 has no keyUsage. Refused; old pair intact."""
+    cert, key, _ = enrol(pca, tmp_path)
+    before = cert.read_bytes()
+    proc = run_cli(
+        ["renew", "--certificate", cert, "--private-key", key, "--ca-arn", pca.arn, "--force"]
+        + ["--renew-credentials", "ambient"]
+        + ["--template-arn", "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1"],
+        env=pca.env,
+    )
+    assert_one_line_error(proc, "no keyUsage")
+    assert cert.read_bytes() == before
+    assert not (tmp_path / "host.crt.prev").exists()
+
+
+def test_a_certificate_from_another_ca_is_refused(pca: Pca, moto_pca: object, tmp_path: Path) -> None:
+    """--trust-anchor-certificate names another CA: the issued certificate does not chain to it."""
+    from support.pki import issue
+
+    other = issue("Some Other CA", ca=True)
+    other_path = tmp_path / "other.pem"
+    other_path.write_bytes(other.pem)
+    cert, key, _ = enrol(pca, tmp_path)
+    before = cert.read_bytes()
+    proc = run_cli(
+        ["renew", "--certificate", cert, "--private-key", key, "--ca-arn", pca.arn, "--force"]
+        + ["--renew-credentials", "ambient", "--trust-anchor-certificate", other_path],
+        env=pca.env,
+    )
+    assert_one_line_error(proc, "does not chain")
+    assert cert.read_bytes() == before
+
+
+def test_without_boto3_the_error_names_the_extra(pca: Pca, tmp_path: Path) -> None:
+    cert, key, _ = enrol(pca, tmp_path)
+    blocker = tmp_path / "noboto"
+    blocker.mkdir()
+    (blocker / "boto3.py").write_text("raise ImportError('boto3 is not installed')\n")
+    from support.util import SRC
+
+    proc = run_cli(
+        ["renew", "--certificate", cert, "--private-key", key, "--ca-arn", pca.arn, "--force"]
+        + ["--renew-credentials", "ambient"],
+        env={**pca.env, "PYTHONPATH": f"{blocker}:{SRC}"},
+    )
+    assert_one_line_error(proc, "rolesanywhere-signer[boto3]")
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--ca-arn", "arn:aws:acm-pca:us-east-2:123:certificate-authority/x"], "not an ACM Private CA ARN"),
+        (["--ca-arn", "{ca}", "--renew-command", "true"], "exclude each other"),
+        ([], "--ca-arn or --renew-command"),
+        (["--ca-arn", "{ca}", "--before", "soon"], "not a duration"),
+        (["--ca-arn", "{ca}", "--before", "150%"], "between 0% and 100%"),
+        (["--ca-arn", "{ca}", "--validity-days", "0"], "out of range"),
+        (["--ca-arn", "{ca}", "--validity-days", "x"], "whole number"),
+        (["--ca-arn", "{ca}", "--signing-algorithm", "MD5WITHRSA"], "is not one of"),
+        (["--ca-arn", "{ca}", "--template-arn", "EndEntity"], "template ARN"),
+        (["--ca-arn", "{ca}", "--renew-credentials", "magic"], "invalid choice"),
+        (["--ca-arn", "{ca}", "--renew-role-arn", "arn:aws:iam::123456789012:user/u"], "role"),
+        (["--renew-command", "'unbalanced"], "quotes"),
+        (["--renew-command", "true", "--renew-command-timeout", "0"], "between 0 and 3600"),
+        (["--renew-command", "true", "--validity-days", "3"], "apply to --ca-arn only"),
+        (["--ca-arn", "{ca}", "--role-arn", "arn:aws:iam::123456789012:role/R"], "--trust-anchor-arn is required"),
+    ],
+)
+def test_bad_renewal_flags_are_one_line_errors(args: list[str], phrase: str, tmp_path: Path) -> None:
+    ca = "arn:aws:acm-pca:us-east-2:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555"
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    proc = run_cli(["renew", "--certificate", cert, "--private-key", cert, *[a.replace("{ca}", ca) for a in args]])
+    assert_one_line_error(proc, phrase, code=proc.returncode or 1)
+    assert proc.returncode in (1, 2)
+
+
+def test_renewal_of_a_certificate_on_a_token_is_refused_clearly(tmp_path: Path) -> None:
+    ca = "arn:aws:acm-pca:us-east-2:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555"
+    proc = run_cli(["renew", "--pkcs11-uri", "pkcs11:token=t;object=k", "--ca-arn", ca])
+    assert_one_line_error(proc, "--certificate is required", code=2)
