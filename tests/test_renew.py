@@ -72,8 +72,19 @@ def test_self_renewal_installs_a_certificate_local_endpoint_accepts(
     env = {**pca.env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}  # no ambient credentials
     env = {k: v for k, v in env.items() if v}
     proc = run_cli(
-        ["renew", "--certificate", cert, "--private-key", key, *ARN_ARGS, "--endpoint", pca_endpoint.url]
-        + ["--ca-arn", pca.arn, "--force"],
+        [
+            "renew",
+            "--certificate",
+            cert,
+            "--private-key",
+            key,
+            *ARN_ARGS,
+            "--endpoint",
+            pca_endpoint.url,
+            "--ca-arn",
+            pca.arn,
+            "--force",
+        ],
         env=env,
     )
     assert proc.returncode == 0, proc.stderr
@@ -97,8 +108,20 @@ def test_not_due_leaves_everything_alone(pca: Pca, pca_endpoint: LocalEndpoint, 
     cert, key, _ = enrol(pca, tmp_path)
     before = cert.read_bytes()
     proc = run_cli(
-        ["renew", "--certificate", cert, "--private-key", key, *ARN_ARGS, "--endpoint", pca_endpoint.url]
-        + ["--ca-arn", pca.arn, "--before", "10d"],
+        [
+            "renew",
+            "--certificate",
+            cert,
+            "--private-key",
+            key,
+            *ARN_ARGS,
+            "--endpoint",
+            pca_endpoint.url,
+            "--ca-arn",
+            pca.arn,
+            "--before",
+            "10d",
+        ],
         env=pca.env,
     )
     assert proc.returncode == 0, proc.stderr
@@ -112,8 +135,20 @@ def test_ambient_credentials_need_no_roles_anywhere_arns(pca: Pca, tmp_path: Pat
     cert, key, _ = enrol(pca, tmp_path)
     old = _serial(cert)
     proc = run_cli(
-        ["renew", "--certificate", cert, "--private-key", key, "--ca-arn", pca.arn, "--force"]
-        + ["--renew-credentials", "ambient", "--before", "50%"],
+        [
+            "renew",
+            "--certificate",
+            cert,
+            "--private-key",
+            key,
+            "--ca-arn",
+            pca.arn,
+            "--force",
+            "--renew-credentials",
+            "ambient",
+            "--before",
+            "50%",
+        ],
         env=pca.env,
     )
     assert proc.returncode == 0, proc.stderr
@@ -125,9 +160,20 @@ def test_moto_end_entity_client_auth_template_is_refused_for_its_missing_key_usa
     cert, key, _ = enrol(pca, tmp_path)
     before = cert.read_bytes()
     proc = run_cli(
-        ["renew", "--certificate", cert, "--private-key", key, "--ca-arn", pca.arn, "--force"]
-        + ["--renew-credentials", "ambient"]
-        + ["--template-arn", "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1"],
+        [
+            "renew",
+            "--certificate",
+            cert,
+            "--private-key",
+            key,
+            "--ca-arn",
+            pca.arn,
+            "--force",
+            "--renew-credentials",
+            "ambient",
+            "--template-arn",
+            "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1",
+        ],
         env=pca.env,
     )
     assert_one_line_error(proc, "no keyUsage")
@@ -145,8 +191,20 @@ def test_a_certificate_from_another_ca_is_refused(pca: Pca, moto_pca: object, tm
     cert, key, _ = enrol(pca, tmp_path)
     before = cert.read_bytes()
     proc = run_cli(
-        ["renew", "--certificate", cert, "--private-key", key, "--ca-arn", pca.arn, "--force"]
-        + ["--renew-credentials", "ambient", "--trust-anchor-certificate", other_path],
+        [
+            "renew",
+            "--certificate",
+            cert,
+            "--private-key",
+            key,
+            "--ca-arn",
+            pca.arn,
+            "--force",
+            "--renew-credentials",
+            "ambient",
+            "--trust-anchor-certificate",
+            other_path,
+        ],
         env=pca.env,
     )
     assert_one_line_error(proc, "does not chain")
@@ -161,8 +219,18 @@ def test_without_boto3_the_error_names_the_extra(pca: Pca, tmp_path: Path) -> No
     from support.util import SRC
 
     proc = run_cli(
-        ["renew", "--certificate", cert, "--private-key", key, "--ca-arn", pca.arn, "--force"]
-        + ["--renew-credentials", "ambient"],
+        [
+            "renew",
+            "--certificate",
+            cert,
+            "--private-key",
+            key,
+            "--ca-arn",
+            pca.arn,
+            "--force",
+            "--renew-credentials",
+            "ambient",
+        ],
         env={**pca.env, "PYTHONPATH": f"{blocker}:{SRC}"},
     )
     assert_one_line_error(proc, "rolesanywhere-signer[boto3]")
