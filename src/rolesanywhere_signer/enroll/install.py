@@ -179,3 +179,12 @@ def repair(identity: IdentityOptions) -> str | None:
         return f"finished switching {key_path} to the new key its certificate was issued for"
     os.unlink(key_path + NEXT)
     return f"removed {key_path + NEXT}, a new key that never got its certificate"
+
+
+def repair_interrupted_switch(identity: IdentityOptions) -> None:
+    """``repair`` for start-up: say what was done, as a warning."""
+    done = repair(identity)
+    if done:
+        from ..logs import get_logger
+
+        get_logger("rolesanywhere_signer.renew").warning("%s", done)

@@ -8,7 +8,6 @@ the old key is removed.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ..errors import InputError, NotSupportedError, SignerError, UsageError
+from ..logs import get_logger
 from ..options import IdentityOptions, RequestOptions
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..signer import KeyHandle, Signer
     from .issuer import Issuer
 
-log = logging.getLogger("rolesanywhere_signer.renew")
+log = get_logger("rolesanywhere_signer.renew")
 
 Clock = Callable[[], datetime]
 CREDENTIAL_SOURCES = ("roles-anywhere", "ambient")
