@@ -2,8 +2,9 @@
 
 Each step reads the certificate file afresh (a certificate replaced by hand moves the schedule),
 renews once the renewal window is reached (shifted by a jitter of ±10 % of the time from issuance
-to that window, so a fleet issued together does not renew together), backs off after a failure, and once less than a tenth
-of the lifetime is left warns loudly every hour until a renewal succeeds. It is never silent.
+to that window, so a fleet issued together does not renew together), backs off after a failure,
+and once less than a tenth of the lifetime is left warns loudly every hour until a renewal
+succeeds. It is never silent.
 
 The state (issuer, next attempt, last result) is written beside the certificate as
 ``<certificate>.renewal.json`` so that ``doctor`` can show it.
