@@ -66,7 +66,23 @@ def test_serve_renews_and_its_next_create_session_carries_the_new_serial(
     cert, key, old_serial = _old_pair(pki, tmp_path)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rolesanywhere_signer", "serve", "--certificate", str(cert), "--private-key", str(key), *ARN_ARGS, "--endpoint", both.url, "--port", str(port), "--renew-ca-arn", pca.arn],
+        [
+            sys.executable,
+            "-m",
+            "rolesanywhere_signer",
+            "serve",
+            "--certificate",
+            str(cert),
+            "--private-key",
+            str(key),
+            *ARN_ARGS,
+            "--endpoint",
+            both.url,
+            "--port",
+            str(port),
+            "--renew-ca-arn",
+            pca.arn,
+        ],
         env=clean_env(_self_renewal_env(pca)),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -92,7 +108,23 @@ def test_update_once_renews_with_the_profile(pki: PKI, pca: Pca, both: LocalEndp
     cert, key, old_serial = _old_pair(pki, tmp_path)
     creds = tmp_path / "credentials"
     proc = run_cli(
-        ["update", "--once", "--profile", "p", "--certificate", cert, "--private-key", key, *ARN_ARGS, "--endpoint", both.url, "--renew-ca-arn", pca.arn, "--renew-before", "50%"],
+        [
+            "update",
+            "--once",
+            "--profile",
+            "p",
+            "--certificate",
+            cert,
+            "--private-key",
+            key,
+            *ARN_ARGS,
+            "--endpoint",
+            both.url,
+            "--renew-ca-arn",
+            pca.arn,
+            "--renew-before",
+            "50%",
+        ],
         env={**_self_renewal_env(pca), "AWS_SHARED_CREDENTIALS_FILE": str(creds)},
     )
     assert proc.returncode == 0, proc.stderr

@@ -264,7 +264,7 @@ class Renewer:
         from ..certs import chain_from_pool, choose_chain
 
         current_chain = choose_chain(old, certs[1:], self.identity.intermediates)
-        if self.options.credentials == "roles-anywhere":
+        if self.options.ca_arn and self.options.credentials == "roles-anywhere" and self._issuer is None:
             self._role_request()  # fail on missing ARNs before any key is opened
         old_life = old.not_valid_after_utc - old.not_valid_before_utc
         # IssueCertificate needs a validity: the current lifetime unless --validity-days says otherwise
