@@ -1,0 +1,44 @@
+"""Renewal with the key on a SoftHSM2 token: the CSR is signed on the token, ACM Private CA (moto)
+issues, the new certificate is installed, and local-endpoint (trusting the moto CA) accepts it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+
+from rolesanywhere_signer.endpoint_server import LocalEndpoint
+from support.moto_pca import Pca, issue_from
+from support.util import ARN_ARGS, run_cli
+
+from .softhsm import MODULE, PIN, SoftHSM
+
+
+def test_renew_with_a_token_key_through_acm_private_ca(hsm: SoftHSM, pca: Pca, tmp_path: Path) -> None:
+    hsm.init_token("renew")
+    uri = hsm.uri("renew", "ra-key", extra=";id=%b1")
+    gen = run_cli(["generate-key", "--pkcs11-uri", uri, "--pkcs11-lib", MODULE, "--key-type", "ec-p256"], env=hsm.env)
+    assert gen.returncode == 0, gen.stderr
+    csr = run_cli(
+        ["csr", "--pkcs11-uri", uri, "--pkcs11-lib", MODULE, "--subject", "CN=token host,O=Example", "--san", "DNS:token.example.com"],
+        env=hsm.env,
+    )
+    assert csr.returncode == 0, csr.stderr
+    cert = tmp_path / "token.crt"
+    cert.write_bytes(issue_from(pca, csr.stdout.encode()))
+    old = x509.load_pem_x509_certificate(cert.read_bytes())
+    ident = ["--certificate", str(cert), "--private-key", uri, "--pkcs11-lib", MODULE]
+    with LocalEndpoint([pca.cert]) as ep:
+        proc = run_cli(
+            ["renew", *ident, *ARN_ARGS, "--endpoint", ep.url, "--ca-arn", pca.arn, "--force"],
+            env={**hsm.env, "AWS_ENDPOINT_URL_ACM_PCA": pca.env["AWS_ENDPOINT_URL_ACM_PCA"]},
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert PIN not in proc.stderr
+        new = x509.load_pem_x509_certificates(cert.read_bytes())[0]
+        assert new.serial_number != old.serial_number
+        assert new.public_key() == old.public_key() and new.subject == old.subject
+        assert ep.state.sessions_created == 1  # self-renewal: credentials from Roles Anywhere
+        proc = run_cli(["credential-process", *ident, *ARN_ARGS, "--endpoint", ep.url], env=hsm.env)
+        assert proc.returncode == 0, proc.stderr
+        assert f"Credential={new.serial_number}/" in ep.state.authorizations[-1]
