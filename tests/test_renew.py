@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from rolesanywhere_signer.csrgen import CsrSpec, build_csr
 from rolesanywhere_signer.endpoint_server import LocalEndpoint
-from support.moto_pca import Pca, issue_from
-from support.pki import name
+from support.moto_pca import Pca
+from support.pki import PKI, name
 from support.util import ARN_ARGS, assert_one_line_error, run_cli
 
 
@@ -38,12 +38,13 @@ class _Key:
         pass
 
 
-def enrol(pca: Pca, tmp_path: Path, stem: str = "host") -> tuple[Path, Path, ec.EllipticCurvePrivateKey]:
-    """The first certificate, issued by the moto CA by hand: a key file and a certificate file."""
+def enrol(pki: PKI, tmp_path: Path, stem: str = "host") -> tuple[Path, Path, ec.EllipticCurvePrivateKey]:
+    """The first certificate, from the test PKI (moto would give the renewed one the same notAfter
+    to the second): a key file and a certificate file, 30 days."""
     key = ec.generate_private_key(ec.SECP256R1())
     spec = CsrSpec(name(f"{stem}.example.com"), (x509.DNSName(f"{stem}.example.com"),))
     csr = build_csr(spec, _Key(key))  # type: ignore[arg-type]
-    pem = issue_from(pca, csr.public_bytes(serialization.Encoding.PEM))
+    pem = _issue_from_csr(pki, csr)
     cert_path, key_path = tmp_path / f"{stem}.crt", tmp_path / f"{stem}.key"
     cert_path.write_bytes(pem)
     key_path.write_bytes(
@@ -53,9 +54,31 @@ def enrol(pca: Pca, tmp_path: Path, stem: str = "host") -> tuple[Path, Path, ec.
     return cert_path, key_path, key
 
 
+def _issue_from_csr(pki: PKI, csr: x509.CertificateSigningRequest) -> bytes:
+    from support.pki import issue
+
+    issued = issue("x", issuer=pki.root, public_key=csr.public_key(), days=30)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(pki.root.cert.subject)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(issued.cert.not_valid_before_utc)
+        .not_valid_after(issued.cert.not_valid_after_utc)
+    )
+    for ext in issued.cert.extensions:
+        cert = cert.add_extension(ext.value, ext.critical)
+    cert = cert.add_extension(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value, critical=False)
+    from cryptography.hazmat.primitives import hashes
+
+    return cert.sign(pki.root.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
 @pytest.fixture
-def pca_endpoint(pca: Pca) -> LocalEndpoint:
-    ep = LocalEndpoint([pca.cert]).start()
+def pca_endpoint(pca: Pca, pki: PKI) -> LocalEndpoint:
+    """local-endpoint trusting the test root (the first certificate) and the moto CA (the renewed one)."""
+    ep = LocalEndpoint([pki.root.cert, pca.cert]).start()
     yield ep  # type: ignore[misc]
     ep.stop()
 
@@ -65,9 +88,9 @@ def _serial(path: Path) -> int:
 
 
 def test_self_renewal_installs_a_certificate_local_endpoint_accepts(
-    pca: Pca, pca_endpoint: LocalEndpoint, tmp_path: Path
+    pca: Pca, pki: PKI, pca_endpoint: LocalEndpoint, tmp_path: Path
 ) -> None:
-    cert, key, _ = enrol(pca, tmp_path)
+    cert, key, _ = enrol(pki, tmp_path)
     old_serial, old_bytes = _serial(cert), cert.read_bytes()
     env = {**pca.env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}  # no ambient credentials
     env = {k: v for k, v in env.items() if v}
@@ -104,8 +127,8 @@ def test_self_renewal_installs_a_certificate_local_endpoint_accepts(
     assert f"Credential={new_serial}/" in pca_endpoint.state.authorizations[-1]
 
 
-def test_not_due_leaves_everything_alone(pca: Pca, pca_endpoint: LocalEndpoint, tmp_path: Path) -> None:
-    cert, key, _ = enrol(pca, tmp_path)
+def test_not_due_leaves_everything_alone(pca: Pca, pki: PKI, pca_endpoint: LocalEndpoint, tmp_path: Path) -> None:
+    cert, key, _ = enrol(pki, tmp_path)
     before = cert.read_bytes()
     proc = run_cli(
         [
@@ -131,8 +154,8 @@ def test_not_due_leaves_everything_alone(pca: Pca, pca_endpoint: LocalEndpoint, 
     assert pca_endpoint.state.requests_seen == 0
 
 
-def test_ambient_credentials_need_no_roles_anywhere_arns(pca: Pca, tmp_path: Path) -> None:
-    cert, key, _ = enrol(pca, tmp_path)
+def test_ambient_credentials_need_no_roles_anywhere_arns(pca: Pca, pki: PKI, tmp_path: Path) -> None:
+    cert, key, _ = enrol(pki, tmp_path)
     old = _serial(cert)
     proc = run_cli(
         [
@@ -155,9 +178,11 @@ def test_ambient_credentials_need_no_roles_anywhere_arns(pca: Pca, tmp_path: Pat
     assert _serial(cert) != old
 
 
-def test_moto_end_entity_client_auth_template_is_refused_for_its_missing_key_usage(pca: Pca, tmp_path: Path) -> None:
+def test_moto_end_entity_client_auth_template_is_refused_for_its_missing_key_usage(
+    pca: Pca, pki: PKI, tmp_path: Path
+) -> None:
     """Gap: moto's EndEntityClientAuthCertificate/V1 has no keyUsage. Refused; old pair intact."""
-    cert, key, _ = enrol(pca, tmp_path)
+    cert, key, _ = enrol(pki, tmp_path)
     before = cert.read_bytes()
     proc = run_cli(
         [
@@ -181,14 +206,14 @@ def test_moto_end_entity_client_auth_template_is_refused_for_its_missing_key_usa
     assert not (tmp_path / "host.crt.prev").exists()
 
 
-def test_a_certificate_from_another_ca_is_refused(pca: Pca, moto_pca: object, tmp_path: Path) -> None:
+def test_a_certificate_from_another_ca_is_refused(pca: Pca, pki: PKI, moto_pca: object, tmp_path: Path) -> None:
     """--trust-anchor-certificate names another CA: the issued certificate does not chain to it."""
     from support.pki import issue
 
     other = issue("Some Other CA", ca=True)
     other_path = tmp_path / "other.pem"
     other_path.write_bytes(other.pem)
-    cert, key, _ = enrol(pca, tmp_path)
+    cert, key, _ = enrol(pki, tmp_path)
     before = cert.read_bytes()
     proc = run_cli(
         [
@@ -211,8 +236,8 @@ def test_a_certificate_from_another_ca_is_refused(pca: Pca, moto_pca: object, tm
     assert cert.read_bytes() == before
 
 
-def test_without_boto3_the_error_names_the_extra(pca: Pca, tmp_path: Path) -> None:
-    cert, key, _ = enrol(pca, tmp_path)
+def test_without_boto3_the_error_names_the_extra(pca: Pca, pki: PKI, tmp_path: Path) -> None:
+    cert, key, _ = enrol(pki, tmp_path)
     blocker = tmp_path / "noboto"
     blocker.mkdir()
     (blocker / "boto3.py").write_text("raise ImportError('boto3 is not installed')\n")
@@ -269,3 +294,103 @@ def test_renewal_of_a_certificate_on_a_token_is_refused_clearly(tmp_path: Path) 
     ca = "arn:aws:acm-pca:us-east-2:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555"
     proc = run_cli(["renew", "--pkcs11-uri", "pkcs11:token=t;object=k", "--ca-arn", ca])
     assert_one_line_error(proc, "--certificate is required", code=2)
+
+
+def test_new_key_file_switches_after_create_session_and_keeps_prev(
+    pca: Pca, pki: PKI, pca_endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
+    cert, key, old_key = enrol(pki, tmp_path)
+    old_key_pem = key.read_bytes()
+    ident = ["--certificate", cert, "--private-key", key]
+    proc = run_cli(
+        ["renew", *ident, *ARN_ARGS, "--endpoint", pca_endpoint.url, "--ca-arn", pca.arn, "--force", "--new-key"],
+        env={"AWS_ENDPOINT_URL_ACM_PCA": pca.env["AWS_ENDPOINT_URL_ACM_PCA"]},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "CreateSession with the new key succeeded" in proc.stderr
+    # self-renewal with the old pair, then the proof with the new pair before the switch
+    assert pca_endpoint.state.sessions_created == 2
+    assert (tmp_path / "host.key.prev").read_bytes() == old_key_pem
+    assert key.read_bytes() != old_key_pem and (key.stat().st_mode & 0o777) == 0o600
+    assert not (tmp_path / "host.key.next").exists()
+    new = x509.load_pem_x509_certificates(cert.read_bytes())[0]
+    assert new.public_key() != old_key.public_key()
+    proc = run_cli(["credential-process", *ident, *ARN_ARGS, "--endpoint", pca_endpoint.url])
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_new_key_is_dropped_when_the_certificate_is_refused(
+    pca: Pca, pki: PKI, pca_endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
+    cert, key, _ = enrol(pki, tmp_path)
+    before_cert, before_key = cert.read_bytes(), key.read_bytes()
+    proc = run_cli(
+        [
+            "renew",
+            "--certificate",
+            cert,
+            "--private-key",
+            key,
+            *ARN_ARGS,
+            "--endpoint",
+            pca_endpoint.url,
+            "--ca-arn",
+            pca.arn,
+            "--force",
+            "--new-key",
+            "--template-arn",
+            "arn:aws:acm-pca:::template/EndEntityClientAuthCertificate/V1",
+        ],
+        env={"AWS_ENDPOINT_URL_ACM_PCA": pca.env["AWS_ENDPOINT_URL_ACM_PCA"]},
+    )
+    assert_one_line_error(proc, "no keyUsage")
+    assert cert.read_bytes() == before_cert and key.read_bytes() == before_key
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("host")) == ["host.crt", "host.key"]
+
+
+def test_new_key_is_dropped_when_create_session_with_it_fails(pca: Pca, pki: PKI, tmp_path: Path) -> None:
+    """local-endpoint trusts only the test root: the moto-issued certificate is refused at CreateSession."""
+    cert, key, _ = enrol(pki, tmp_path)
+    before_cert, before_key = cert.read_bytes(), key.read_bytes()
+    with LocalEndpoint([pki.root.cert]) as ep:
+        proc = run_cli(
+            [
+                "renew",
+                "--certificate",
+                cert,
+                "--private-key",
+                key,
+                *ARN_ARGS,
+                "--endpoint",
+                ep.url,
+                "--ca-arn",
+                pca.arn,
+                "--force",
+                "--new-key",
+            ],
+            env={"AWS_ENDPOINT_URL_ACM_PCA": pca.env["AWS_ENDPOINT_URL_ACM_PCA"]},
+        )
+    assert_one_line_error(proc, "CreateSession with the new key and certificate failed")
+    assert cert.read_bytes() == before_cert and key.read_bytes() == before_key
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("host")) == ["host.crt", "host.key"]
+
+
+def test_new_key_needs_the_arns(pca: Pca, pki: PKI, tmp_path: Path) -> None:
+    cert, key, _ = enrol(pki, tmp_path)
+    proc = run_cli(
+        [
+            "renew",
+            "--certificate",
+            cert,
+            "--private-key",
+            key,
+            "--ca-arn",
+            pca.arn,
+            "--force",
+            "--new-key",
+            "--renew-credentials",
+            "ambient",
+        ],
+        env=pca.env,
+    )
+    assert_one_line_error(proc, "--new-key needs the Roles Anywhere ARNs", code=2)

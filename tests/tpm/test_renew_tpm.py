@@ -9,28 +9,32 @@ from pathlib import Path
 from cryptography import x509
 
 from rolesanywhere_signer.endpoint_server import LocalEndpoint
-from support.moto_pca import Pca, issue_from
+from support.moto_pca import Pca
+from support.pki import PKI, issue
 from support.util import ARN_ARGS, run_cli
 
 from .swtpm import Swtpm
 
 
-def _enrol(swtpm: Swtpm, pca: Pca, tmp_path: Path) -> tuple[Path, Path]:
+def _enrol(swtpm: Swtpm, pca: Pca, pki: PKI, tmp_path: Path) -> tuple[Path, Path]:
     key = tmp_path / "host.tss2"
     gen = run_cli(["generate-key", "--tpm", "--key-type", "ec-p256", "--output", key, "--tcti", swtpm.tcti])
     assert gen.returncode == 0, gen.stderr
     csr = run_cli(["csr", "--private-key", key, "--tcti", swtpm.tcti, "--subject", "CN=tpm host,O=Example"])
     assert csr.returncode == 0, csr.stderr
     cert = tmp_path / "host.crt"
-    cert.write_bytes(issue_from(pca, csr.stdout.encode()))
+    # the first certificate from the test PKI: moto would give the renewed one the same notAfter to the second
+    cert.write_bytes(
+        issue("first", issuer=pki.root, public_key=x509.load_pem_x509_csr(csr.stdout.encode()).public_key()).pem
+    )
     return cert, key
 
 
-def test_renew_with_a_tpm_key_through_acm_private_ca(swtpm: Swtpm, pca: Pca, tmp_path: Path) -> None:
-    cert, key = _enrol(swtpm, pca, tmp_path)
+def test_renew_with_a_tpm_key_through_acm_private_ca(swtpm: Swtpm, pca: Pca, pki: PKI, tmp_path: Path) -> None:
+    cert, key = _enrol(swtpm, pca, pki, tmp_path)
     old = x509.load_pem_x509_certificate(cert.read_bytes())
     ident = ["--certificate", str(cert), "--private-key", str(key), "--tcti", swtpm.tcti]
-    with LocalEndpoint([pca.cert]) as ep:
+    with LocalEndpoint([pki.root.cert, pca.cert]) as ep:
         proc = run_cli(
             ["renew", *ident, *ARN_ARGS, "--endpoint", ep.url, "--ca-arn", pca.arn, "--force"],
             env={"AWS_ENDPOINT_URL_ACM_PCA": pca.env["AWS_ENDPOINT_URL_ACM_PCA"]},
@@ -43,12 +47,12 @@ def test_renew_with_a_tpm_key_through_acm_private_ca(swtpm: Swtpm, pca: Pca, tmp
         assert f"Credential={new.serial_number}/" in ep.state.authorizations[-1]
 
 
-def test_new_key_in_the_tpm(swtpm: Swtpm, pca: Pca, tmp_path: Path) -> None:
-    cert, key = _enrol(swtpm, pca, tmp_path)
+def test_new_key_in_the_tpm(swtpm: Swtpm, pca: Pca, pki: PKI, tmp_path: Path) -> None:
+    cert, key = _enrol(swtpm, pca, pki, tmp_path)
     old_key = key.read_bytes()
     old = x509.load_pem_x509_certificate(cert.read_bytes())
     ident = ["--certificate", str(cert), "--private-key", str(key), "--tcti", swtpm.tcti]
-    with LocalEndpoint([pca.cert]) as ep:
+    with LocalEndpoint([pki.root.cert, pca.cert]) as ep:
         proc = run_cli(
             ["renew", *ident, *ARN_ARGS, "--endpoint", ep.url, "--ca-arn", pca.arn, "--force", "--new-key"],
             env={"AWS_ENDPOINT_URL_ACM_PCA": pca.env["AWS_ENDPOINT_URL_ACM_PCA"]},

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from ..credentials import Credentials
-    from ..signer import KeyHandle, Signer
+    from ..signer import KeyHandle
     from .issuer import Issuer
 
 log = get_logger("rolesanywhere_signer.renew")
@@ -271,9 +271,15 @@ class Renewer:
         default_days = max(1, round(old_life.total_seconds() / 86400))
         issuer = self._issuer or make_issuer(self.options, self.self_credentials, self._timeout, default_days)
         new_identity = self.identity
-        new_key_path: str | None = None
+        rotation: _Rotation | None = None
         if self.options.new_key:
-            new_identity, new_key_path = self._new_key(old)
+            if self.request is None:
+                raise UsageError(
+                    "--new-key needs the Roles Anywhere ARNs: the new pair must pass a CreateSession first",
+                    hint="give --trust-anchor-arn, --profile-arn and --role-arn",
+                )
+            rotation = self._new_key(old)
+            new_identity = rotation.identity
         from .. import keys
 
         try:
@@ -281,23 +287,25 @@ class Renewer:
             try:
                 from ..certs import check_key_matches
 
-                if not self.options.new_key:
+                if rotation is None:
                     check_key_matches(old, key.public_key(), self.identity.key_source())
                 csr_pem = self._csr(old, key)
                 public_key = key.public_key()
+                anchors = _anchors(self.options, issuer, [*current_chain, *chain_from_pool(old, certs[1:])])
+                issued = issuer.issue(csr_pem)
+                from .validate import check_issued
+
+                asked = timedelta(days=self.options.validity_days) if self.options.validity_days else old_life
+                chain = check_issued(issued, public_key=public_key, anchors=anchors, old=old, asked=asked, now=now)
+                if rotation is not None:
+                    self._prove(key, issued.certificate, chain)
             finally:
                 key.close()
-            anchors = _anchors(self.options, issuer, [*current_chain, *chain_from_pool(old, certs[1:])])
-            issued = issuer.issue(csr_pem)
-            from .validate import check_issued
-
-            asked = timedelta(days=self.options.validity_days) if self.options.validity_days else old_life
-            chain = check_issued(issued, public_key=public_key, anchors=anchors, old=old, asked=asked, now=now)
         except BaseException:
-            if new_key_path:
-                _discard_new_key(new_key_path)
+            if rotation is not None:
+                rotation.discard()
             raise
-        from .install import commit_key, install_certificate
+        from .install import install_certificate
 
         assert self.identity.certificate
         install_certificate(self.identity.certificate, self.identity.intermediates, issued.certificate, chain)
@@ -309,10 +317,23 @@ class Renewer:
             f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M}",
         )
         message = f"renewed: serial {cert.serial_number:x}, valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
-        if new_key_path and self.identity.private_key:
-            commit_key(self.identity.private_key)
-            message += self._prove_new_pair()
+        if rotation is not None:
+            message += "; CreateSession with the new key succeeded; " + rotation.commit(old)
         return RenewResult(True, message, cert.serial_number, cert.not_valid_after_utc)
+
+    def _prove(self, key: KeyHandle, cert: x509.Certificate, chain: tuple[x509.Certificate, ...]) -> None:
+        """A CreateSession with the new key and certificate, before anything is switched."""
+        from ..client import create_session
+        from ..signer import KeySigner
+
+        assert self.request is not None
+        try:
+            create_session(KeySigner(key, cert, chain), self.request, timeout=self._timeout, clock=self._clock)
+        except SignerError as e:
+            # same class and exit status, with a message that says what was kept
+            e.message = f"CreateSession with the new key and certificate failed, so nothing was switched: {e.message}"
+            e.hint = "the old key and certificate are kept"
+            raise
 
     def _csr(self, old: x509.Certificate, key: KeyHandle) -> bytes:
         from cryptography.hazmat.primitives.serialization import Encoding
@@ -321,23 +342,34 @@ class Renewer:
 
         return build_csr(spec_from_args(None, (), old), key).public_bytes(Encoding.PEM)
 
-    def _new_key(self, old: x509.Certificate) -> tuple[IdentityOptions, str]:
-        """A new key beside the current one (``<key>.next``), in the same backend."""
+    def _new_key(self, old: x509.Certificate) -> _Rotation:
+        """A new key beside the current one, in the same backend (not yet in use)."""
         import os
 
         from ..backends import backend_name, is_tpm_handle
 
         path = self.identity.private_key
         kind = backend_name(self.identity)
-        if kind == "pkcs11" or not path or is_tpm_handle(path):
-            raise NotSupportedError(
-                f"--new-key is not supported for {'PKCS#11 tokens' if kind == 'pkcs11' else 'this key'} yet",
-                hint="make a new key with generate-key, then renew with it",
-            )
+        key_type = _key_type(old.public_key())
         from .. import keys
+
+        if kind == "pkcs11":
+            from ..backends import pkcs11_rotate
+
+            uri = pkcs11_rotate.next_uri(self.identity)
+            keys.generate_pkcs11(
+                identity_with(self.identity, pkcs11_uri=uri, private_key=None, certificate=None), key_type
+            )
+            log.warning("made a new %s key pair on the token", key_type)
+            new = identity_with(self.identity, pkcs11_uri=None, private_key=uri)
+            return _Rotation(new, self.identity, "pkcs11", uri)
+        if not path or is_tpm_handle(path):
+            raise NotSupportedError(
+                "--new-key is not supported for keys at persistent TPM handles yet",
+                hint="make a new key with generate-key --persistent-handle, then renew with it",
+            )
         from .install import NEXT
 
-        key_type = _key_type(old.public_key())
         nxt = path + NEXT
         if os.path.lexists(nxt):
             os.unlink(nxt)  # a leftover that never got its certificate (repair ran first)
@@ -347,38 +379,41 @@ class Renewer:
             password = keys.new_password(self.identity, ask=False, what=f"key file {path}")
             keys.generate_pem(nxt, key_type, password)
         log.warning("made a new %s key in %s", key_type, nxt)
-        return identity_with(self.identity, private_key=nxt), nxt
+        return _Rotation(identity_with(self.identity, private_key=nxt), self.identity, "file", nxt)
 
-    def _prove_new_pair(self) -> str:
-        """A CreateSession with the new pair; only then is the old key file removed."""
-        from .install import PREV
 
-        if self.request is None:
-            return "; the old key is kept as .prev (no Roles Anywhere ARNs to prove the new pair)"
-        from ..backends import load_signer
-        from ..client import create_session
+@dataclass(frozen=True)
+class _Rotation:
+    """A new key made for ``--new-key``: where it is, and how to drop it or switch to it."""
 
-        signer: Signer = load_signer(self.identity)
+    identity: IdentityOptions
+    old_identity: IdentityOptions
+    kind: str  # "file" (PEM or TSS2 key file) or "pkcs11"
+    where: str  # the <key>.next path or the new pair's URI
+
+    def discard(self) -> None:
+        import os
+
         try:
-            create_session(signer, self.request, timeout=self._timeout, clock=self._clock)
-        except SignerError as e:
-            log.warning("the new key and certificate were installed, but CreateSession failed: %s", e.diagnostics())
-            return "; CreateSession with the new pair failed, so the old key is kept as .prev"
-        finally:
-            signer.close()
-        assert self.identity.private_key
-        prev = self.identity.private_key + PREV
-        log.info("CreateSession with the new pair succeeded; %s stays as the previous key", prev)
-        return "; CreateSession with the new key succeeded"
+            if self.kind == "pkcs11":
+                from ..backends import pkcs11_rotate
 
+                pkcs11_rotate.discard(self.old_identity, self.where)
+            else:
+                os.unlink(self.where)
+        except (OSError, SignerError) as e:
+            log.warning("could not remove the unused new key %s: %s", self.where, e)
 
-def _discard_new_key(path: str) -> None:
-    import os
+    def commit(self, old: x509.Certificate) -> str:
+        if self.kind == "pkcs11":
+            from ..backends import pkcs11_rotate
 
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+            return pkcs11_rotate.take_over(self.old_identity, self.where, old)
+        from .install import PREV, commit_key
+
+        assert self.old_identity.private_key
+        commit_key(self.old_identity.private_key)
+        return f"the old key is kept as {self.old_identity.private_key + PREV}"
 
 
 def check_options(options: RenewOptions) -> None:
