@@ -8,6 +8,7 @@ by local-endpoint.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -76,11 +77,13 @@ def _issue_from_csr(pki: PKI, csr: x509.CertificateSigningRequest) -> bytes:
 
 
 @pytest.fixture
-def pca_endpoint(pca: Pca, pki: PKI) -> LocalEndpoint:
+def pca_endpoint(pca: Pca, pki: PKI) -> Iterator[LocalEndpoint]:
     """local-endpoint trusting the test root (the first certificate) and the moto CA (the renewed one)."""
     ep = LocalEndpoint([pki.root.cert, pca.cert]).start()
-    yield ep  # type: ignore[misc]
-    ep.stop()
+    try:
+        yield ep
+    finally:
+        ep.stop()
 
 
 def _serial(path: Path) -> int:
@@ -301,7 +304,7 @@ def test_new_key_file_switches_after_create_session_and_keeps_prev(
 ) -> None:
     cert, key, old_key = enrol(pki, tmp_path)
     old_key_pem = key.read_bytes()
-    ident = ["--certificate", cert, "--private-key", key]
+    ident = ["--certificate", str(cert), "--private-key", str(key)]
     proc = run_cli(
         ["renew", *ident, *ARN_ARGS, "--endpoint", pca_endpoint.url, "--ca-arn", pca.arn, "--force", "--new-key"],
         env={"AWS_ENDPOINT_URL_ACM_PCA": pca.env["AWS_ENDPOINT_URL_ACM_PCA"]},

@@ -20,6 +20,7 @@ from ..options import IdentityOptions, RequestOptions
 
 if TYPE_CHECKING:
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
     from ..credentials import Credentials
     from ..signer import KeyHandle
@@ -129,14 +130,15 @@ def identity_with(identity: IdentityOptions, **changes: object) -> IdentityOptio
     return IdentityOptions(**values)  # type: ignore[arg-type]
 
 
-def _key_type(public_key: object) -> str:
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+def _key_type(public_key: PublicKeyTypes) -> str:
+    """The ``generate-key --key-type`` of a key like this one (for ``--new-key``)."""
+    from ..keys import KEY_TYPES
+    from ..keytypes import key_type_of
 
-    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size in (2048, 3072):
-        return f"rsa{public_key.key_size}"
-    if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name in ("secp256r1", "secp384r1"):
-        return {"secp256r1": "ec-p256", "secp384r1": "ec-p384"}[public_key.curve.name]
-    raise NotSupportedError("--new-key makes RSA 2048/3072 or EC P-256/P-384 keys; this key is none of them")
+    kt = key_type_of(public_key)
+    if kt.cli_name not in KEY_TYPES:
+        raise NotSupportedError(f"--new-key cannot make {kt.title} keys yet", hint=f"it makes {', '.join(KEY_TYPES)}")
+    return kt.cli_name
 
 
 def make_issuer(
