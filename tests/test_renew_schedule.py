@@ -134,3 +134,31 @@ def test_a_certificate_replaced_by_hand_is_planned_afresh(pki: PKI, tmp_path: Pa
     s.tick()
     second = s.next_attempt()
     assert first is not None and second is not None and second > first + dt.timedelta(days=30)
+
+
+def test_doctor_shows_renewal_state(pki: PKI, tmp_path: Path) -> None:
+    from support.util import run_cli
+
+    def renewal_line(cert: Path, key: Path) -> dict[str, str]:
+        proc = run_cli(["doctor", "--certificate", cert, "--private-key", key, "--json"])
+        checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+        return checks["renewal"]
+
+    start = now() - dt.timedelta(days=25)
+    leaf = pki.leaf(not_before=start, not_after=start + dt.timedelta(days=30))
+    cert, key = tmp_path / "h.crt", tmp_path / "h.key"
+    cert.write_bytes(leaf.pem)
+    key.write_bytes(leaf.key_pem())
+    line = renewal_line(cert, key)
+    assert line["status"] == "warn" and "not configured" in line["detail"]  # inside the last third
+    identity = IdentityOptions(certificate=str(cert), private_key=str(key))
+    anchor = tmp_path / "anchor.pem"
+    anchor.write_bytes(pki.root.pem)
+    options = RenewOptions(command="step ca sign", trust_anchor_certificate=str(anchor), credentials="ambient")
+    issuer = FakeIssuer(pki.root, error=InputError("the CA said no"))
+    s = RenewalSchedule(Renewer(identity, None, options, issuer=issuer), rng=random.Random(5))
+    s.tick()
+    line = renewal_line(cert, key)
+    assert line["status"] == "warn"
+    assert "configured: command step ca sign" in line["detail"] and "the CA said no" in line["detail"]
+    assert "next attempt 20" in line["detail"]

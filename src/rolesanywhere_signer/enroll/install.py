@@ -25,14 +25,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import InputError
+from ..options import IdentityOptions
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from ..options import IdentityOptions
-
 PREV = ".prev"
 NEXT = ".next"
+
+
+def identity_with(identity: IdentityOptions, **changes: object) -> IdentityOptions:
+    values = {f: getattr(identity, f) for f in IdentityOptions._fields}
+    values.update(changes)
+    return IdentityOptions(**values)  # type: ignore[arg-type]
 
 
 def _fail(what: str, path: str, e: OSError) -> InputError:
@@ -166,7 +171,6 @@ def repair(identity: IdentityOptions) -> str | None:
         return None
     from .. import keys
     from ..certs import load_certificate_file, public_keys_equal
-    from .renew import identity_with
 
     cert = load_certificate_file(cert_path)[0]
     nxt = keys.open_key(identity_with(identity, private_key=key_path + NEXT))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..errors import InputError, NotSupportedError, SignerError, UsageError
 from ..logs import get_logger
 from ..options import IdentityOptions, RequestOptions
+from .install import identity_with
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -122,12 +123,6 @@ def current_certificate(identity: IdentityOptions) -> list[x509.Certificate]:
     from ..certs import load_certificate_file
 
     return load_certificate_file(path)
-
-
-def identity_with(identity: IdentityOptions, **changes: object) -> IdentityOptions:
-    values = {f: getattr(identity, f) for f in IdentityOptions._fields}
-    values.update(changes)
-    return IdentityOptions(**values)  # type: ignore[arg-type]
 
 
 def _key_type(public_key: PublicKeyTypes) -> str:

@@ -18,7 +18,7 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from ..errors import SignerError
 from ..logs import get_logger
@@ -26,6 +26,9 @@ from .renew import Renewer, RenewOptions, current_certificate, due_at
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cryptography import x509
+
+    from ..checks import Check, Status
     from ..options import IdentityOptions, RequestOptions
     from ..refresher import Refresher
 
@@ -256,3 +259,43 @@ def start_for(
     schedule = RenewalSchedule(renewer, on_renewed=refresher.reload)
     log.info("certificate renewal through %s, %s before expiry", options.describe(), options.before.describe())
     return RenewalThread(schedule).start()
+
+
+def renewal_check(certificate: str | None, now: datetime) -> Check:
+    """``doctor``'s line on renewal: configured or not, the next attempt, the last result."""
+    from ..checks import Check
+
+    if not certificate or certificate.startswith("pkcs11:"):
+        return Check("renewal", "pass", "not configured (renewal needs the certificate in a file)")
+    try:
+        cert = current_certificate_quiet(certificate)
+    except SignerError:
+        return Check("renewal", "warn", "the certificate cannot be read, so renewal cannot be planned")
+    from .renew import DEFAULT_BEFORE
+
+    when = due_at(cert, DEFAULT_BEFORE)
+    state = read_state(certificate)
+    if state is None:
+        status: Status = "warn" if now >= when else "pass"
+        return Check(
+            "renewal",
+            status,
+            f"not configured in a running serve/update; a third of the lifetime is left from {when:%Y-%m-%d %H:%M} UTC "
+            "(renew with `rolesanywhere-signer renew`, or serve/update --renew-ca-arn/--renew-command)",
+        )
+    try:
+        written = datetime.fromtimestamp(os.stat(state_path(certificate)).st_mtime, tz=timezone.utc)
+    except OSError:
+        written = now
+    failures = state.get("failures")
+    detail = (
+        f"configured: {state.get('issuer')}; next attempt {state.get('next_attempt') or 'not planned'}; "
+        f"last result: {state.get('last_result') or 'none yet'} (as of {written:%Y-%m-%d %H:%M} UTC)"
+    )
+    return Check("renewal", "warn" if isinstance(failures, int) and failures > 0 else "pass", detail)
+
+
+def current_certificate_quiet(certificate: str) -> x509.Certificate:
+    from ..certs import load_certificate_file
+
+    return load_certificate_file(certificate)[0]
