@@ -142,7 +142,8 @@ def test_doctor_shows_renewal_state(pki: PKI, tmp_path: Path) -> None:
     def renewal_line(cert: Path, key: Path) -> dict[str, str]:
         proc = run_cli(["doctor", "--certificate", cert, "--private-key", key, "--json"])
         checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
-        return checks["renewal"]
+        line: dict[str, str] = checks["renewal"]
+        return line
 
     start = now() - dt.timedelta(days=25)
     leaf = pki.leaf(not_before=start, not_after=start + dt.timedelta(days=30))

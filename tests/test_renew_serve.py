@@ -100,7 +100,7 @@ def test_serve_renews_and_its_next_create_session_carries_the_new_serial(
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
-    assert "installed a renewed certificate" in err
+    assert "certificate renewed: serial" in err
     assert (tmp_path / "host.crt.prev").exists()
 
 

@@ -307,7 +307,7 @@ class Renewer:
         assert self.identity.certificate
         install_certificate(self.identity.certificate, self.identity.intermediates, issued.certificate, chain)
         cert = issued.certificate
-        log.warning(
+        log.info(
             "installed a renewed certificate in %s: serial %x, valid until %s UTC",
             self.identity.certificate,
             cert.serial_number,

@@ -191,6 +191,7 @@ class RenewalSchedule:
             self._say_failure(now, f"unexpected {type(e).__name__} (run with --debug and report it)")
             return
         self.last_result = result.message
+        log.warning("certificate %s", result.message)  # loud on purpose: files changed under the service
         self.failures = 0
         self._retry_at = None
         self.renewals += 1
