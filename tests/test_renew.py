@@ -157,8 +157,12 @@ def test_not_due_leaves_everything_alone(pca: Pca, pki: PKI, pca_endpoint: Local
     assert pca_endpoint.state.requests_seen == 0
 
 
-def test_ambient_credentials_need_no_roles_anywhere_arns(pca: Pca, pki: PKI, tmp_path: Path) -> None:
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL_ACM_PCA", "AWS_ENDPOINT_URL"])
+def test_ambient_credentials_need_no_roles_anywhere_arns(pca: Pca, pki: PKI, tmp_path: Path, variable: str) -> None:
+    """The ACM Private CA endpoint is whatever boto3 resolves: either variable works."""
     cert, key, _ = enrol(pki, tmp_path)
+    url = pca.env["AWS_ENDPOINT_URL_ACM_PCA"]
+    {k: v for k, v in pca.env.items() if k != "AWS_ENDPOINT_URL_ACM_PCA"} | {variable: url}
     old = _serial(cert)
     proc = run_cli(
         [
@@ -282,6 +286,8 @@ def test_without_boto3_the_error_names_the_extra(pca: Pca, pki: PKI, tmp_path: P
         (["--renew-command", "true", "--renew-command-timeout", "0"], "between 0 and 3600"),
         (["--renew-command", "true", "--validity-days", "3"], "apply to --ca-arn only"),
         (["--ca-arn", "{ca}", "--role-arn", "arn:aws:iam::123456789012:role/R"], "--trust-anchor-arn is required"),
+        (["--renew-command", "true", "--renew-command-timeout", "soon"], "number of seconds"),
+        (["--renew-command", "true", "--renew-credentials"], "expected one argument"),
     ],
 )
 def test_bad_renewal_flags_are_one_line_errors(args: list[str], phrase: str, tmp_path: Path) -> None:
@@ -397,3 +403,64 @@ def test_new_key_needs_the_arns(pca: Pca, pki: PKI, tmp_path: Path) -> None:
         env=pca.env,
     )
     assert_one_line_error(proc, "--new-key needs the Roles Anywhere ARNs", code=2)
+
+
+def test_self_renewal_credentials_never_reach_the_output(pca: Pca, pki: PKI, tmp_path: Path) -> None:
+    """--debug included: the credentials that call ACM Private CA are never printed."""
+    from support.servers import ScriptedServer, session_body
+
+    cert, key, _ = enrol(pki, tmp_path)
+    with ScriptedServer([], after=session_body()) as ra:
+        proc = run_cli(
+            [
+                "renew",
+                "--debug",
+                "--certificate",
+                cert,
+                "--private-key",
+                key,
+                *ARN_ARGS,
+                "--endpoint",
+                ra.url,
+                "--ca-arn",
+                pca.arn,
+                "--force",
+            ],
+            env={"AWS_ENDPOINT_URL_ACM_PCA": pca.env["AWS_ENDPOINT_URL_ACM_PCA"]},
+        )
+        assert len(ra.seen) == 1
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "renewed: serial" in out
+    for secret in ("fake/secret/key/that/should/never/print", "FAKE-SESSION-TOKEN"):
+        assert secret not in out
+
+
+@pytest.mark.parametrize(("content", "phrase"), [(None, "does not exist"), (b"not a certificate", "neither a PEM")])
+def test_bad_trust_anchor_certificate_is_one_line(
+    pca: Pca, pki: PKI, tmp_path: Path, content: bytes | None, phrase: str
+) -> None:
+    cert, key, _ = enrol(pki, tmp_path)
+    before = cert.read_bytes()
+    anchor = tmp_path / "anchor.pem"
+    if content is not None:
+        anchor.write_bytes(content)
+    proc = run_cli(
+        ["renew", "--certificate", cert, "--private-key", key, "--ca-arn", pca.arn, "--force", "--renew-credentials", "ambient", "--trust-anchor-certificate", anchor],
+        env=pca.env,
+    )
+    assert_one_line_error(proc, phrase)
+    assert cert.read_bytes() == before
+
+
+def test_an_unreachable_acm_pca_endpoint_is_one_line(pki: PKI, tmp_path: Path) -> None:
+    from support.servers import closed_port_url
+
+    cert, key, _ = enrol(pki, tmp_path)
+    ca = "arn:aws:acm-pca:us-east-2:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555"
+    proc = run_cli(
+        ["renew", "--certificate", cert, "--private-key", key, "--ca-arn", ca, "--force", "--renew-credentials", "ambient", "--timeout", "2"],
+        env={"AWS_ENDPOINT_URL_ACM_PCA": closed_port_url(), "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
+        timeout=120,
+    )
+    assert_one_line_error(proc, "cannot reach the endpoint")
