@@ -446,7 +446,20 @@ def test_bad_trust_anchor_certificate_is_one_line(
     if content is not None:
         anchor.write_bytes(content)
     proc = run_cli(
-        ["renew", "--certificate", cert, "--private-key", key, "--ca-arn", pca.arn, "--force", "--renew-credentials", "ambient", "--trust-anchor-certificate", anchor],
+        [
+            "renew",
+            "--certificate",
+            cert,
+            "--private-key",
+            key,
+            "--ca-arn",
+            pca.arn,
+            "--force",
+            "--renew-credentials",
+            "ambient",
+            "--trust-anchor-certificate",
+            anchor,
+        ],
         env=pca.env,
     )
     assert_one_line_error(proc, phrase)
@@ -459,8 +472,80 @@ def test_an_unreachable_acm_pca_endpoint_is_one_line(pki: PKI, tmp_path: Path) -
     cert, key, _ = enrol(pki, tmp_path)
     ca = "arn:aws:acm-pca:us-east-2:123456789012:certificate-authority/11111111-2222-3333-4444-555555555555"
     proc = run_cli(
-        ["renew", "--certificate", cert, "--private-key", key, "--ca-arn", ca, "--force", "--renew-credentials", "ambient", "--timeout", "2"],
+        [
+            "renew",
+            "--certificate",
+            cert,
+            "--private-key",
+            key,
+            "--ca-arn",
+            ca,
+            "--force",
+            "--renew-credentials",
+            "ambient",
+            "--timeout",
+            "2",
+        ],
         env={"AWS_ENDPOINT_URL_ACM_PCA": closed_port_url(), "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
         timeout=120,
     )
     assert_one_line_error(proc, "cannot reach the endpoint")
+
+
+def test_renewal_from_a_subordinate_ca_installs_its_certificate_as_the_chain(
+    pca: Pca, pki: PKI, tmp_path: Path
+) -> None:
+    """moto's chain under a subordinate lacks the root: the installed chain is the subordinate,
+    and local-endpoint (trusting the moto root) accepts leaf + subordinate."""
+    from support.moto_pca import make_subordinate_ca
+
+    sub = make_subordinate_ca(pca, tmp_path)
+    cert, key, _ = enrol(pki, tmp_path)
+    with LocalEndpoint([pki.root.cert, pca.cert]) as ep:
+        ident = ["--certificate", str(cert), "--private-key", str(key)]
+        proc = run_cli(
+            ["renew", *ident, *ARN_ARGS, "--endpoint", ep.url, "--ca-arn", sub.arn, "--force"],
+            env={"AWS_ENDPOINT_URL_ACM_PCA": pca.env["AWS_ENDPOINT_URL_ACM_PCA"]},
+        )
+        assert proc.returncode == 0, proc.stderr
+        stored = x509.load_pem_x509_certificates(cert.read_bytes())
+        assert [c.subject for c in stored[1:]] == [sub.cert.subject]
+        proc = run_cli(["credential-process", *ident, *ARN_ARGS, "--endpoint", ep.url])
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_renew_role_arn_is_the_role_asked_for(pca: Pca, pki: PKI, tmp_path: Path) -> None:
+    import json
+
+    from support.servers import ScriptedServer, session_body
+    from support.util import ACCOUNT
+
+    cert, key, _ = enrol(pki, tmp_path)
+    renew_role = f"arn:aws:iam::{ACCOUNT}:role/certificate-renewal"
+    with ScriptedServer([], after=session_body()) as ra:
+        proc = run_cli(
+            [
+                "renew",
+                "--certificate",
+                cert,
+                "--private-key",
+                key,
+                *ARN_ARGS,
+                "--endpoint",
+                ra.url,
+                "--ca-arn",
+                pca.arn,
+                "--force",
+                "--renew-role-arn",
+                renew_role,
+            ],
+            env={"AWS_ENDPOINT_URL_ACM_PCA": pca.env["AWS_ENDPOINT_URL_ACM_PCA"]},
+        )
+        assert proc.returncode == 0, proc.stderr
+        from urllib.parse import parse_qs, urlsplit
+
+        roles = [
+            json.loads(r.body or b"{}").get("roleArn") or parse_qs(urlsplit(r.path).query)["roleArn"][0]
+            for r in ra.seen
+        ]
+        assert roles == [renew_role]

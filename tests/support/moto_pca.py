@@ -139,3 +139,36 @@ def pca(moto_pca: MotoServer, tmp_path: Path) -> Pca:
 
 def no_proxy_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy")}
+
+
+def make_subordinate_ca(root: Pca, tmp_path: Path, cn: str = "Moto Issuing CA") -> Pca:
+    """A subordinate CA under ``root``. moto gives a subordinate signed with the
+    SubordinateCACertificate templates no CA extensions, so the root signs it with
+    RootCACertificate/V1 (which has them); GetCertificate under it then returns a chain without
+    the root, as moto does."""
+    client = root.client
+    arn = client.create_certificate_authority(
+        CertificateAuthorityConfiguration={
+            "KeyAlgorithm": "RSA_2048",
+            "SigningAlgorithm": "SHA256WITHRSA",
+            "Subject": {"CommonName": cn, "Organization": "rolesanywhere-signer tests"},
+        },
+        CertificateAuthorityType="SUBORDINATE",
+    )["CertificateAuthorityArn"]
+    csr = client.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
+    cert_arn = client.issue_certificate(
+        CertificateAuthorityArn=root.arn,
+        Csr=csr.encode(),
+        SigningAlgorithm="SHA256WITHRSA",
+        TemplateArn=ROOT_TEMPLATE,
+        Validity={"Value": 1825, "Type": "DAYS"},
+    )["CertificateArn"]
+    pem = client.get_certificate(CertificateAuthorityArn=root.arn, CertificateArn=cert_arn)["Certificate"]
+    root_pem = root.cert_path.read_text()
+    client.import_certificate_authority_certificate(
+        CertificateAuthorityArn=arn, Certificate=pem.encode(), CertificateChain=root_pem.encode()
+    )
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    path = tmp_path / f"ca-{arn.rsplit('/', 1)[1][:8]}.pem"
+    path.write_text(pem)
+    return Pca(arn, cert, path, root.env, client)
