@@ -108,3 +108,13 @@ def test_the_command_needs_a_ca_to_check_against(pki: PKI, tmp_path: Path) -> No
     key.write_bytes(leaf.key_pem())
     proc = run_cli(["renew", "--certificate", cert, "--private-key", key, "--force", "--renew-command", "true"])
     assert_one_line_error(proc, "--trust-anchor-certificate", code=2)
+
+
+def test_our_secret_variables_are_not_passed_to_the_command(setup: tuple[list[str], Path, bytes]) -> None:
+    base, tmp_path, _old = setup
+    body = "cat >/dev/null; echo \"leaked=$(env | grep -c '^ROLESANYWHERE_SIGNER_')\" >&2; exit 3\n"
+    proc = run_cli(
+        [*base, "--renew-command", _cmd(tmp_path, body)],
+        env={"ROLESANYWHERE_SIGNER_PKCS11_PIN": "123456", "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD": "pw"},
+    )
+    assert_one_line_error(proc, "exited with status 3: leaked=0")

@@ -163,3 +163,20 @@ def test_doctor_shows_renewal_state(pki: PKI, tmp_path: Path) -> None:
     assert line["status"] == "warn"
     assert "configured: command step ca sign" in line["detail"] and "the CA said no" in line["detail"]
     assert "next attempt 20" in line["detail"]
+
+
+def test_a_renew_before_longer_than_the_lifetime_does_not_renew_in_a_loop(
+    pki: PKI, tmp_path: Path, clock: FakeClock
+) -> None:
+    from rolesanywhere_signer.enroll.renew import parse_before
+
+    issuer = FakeIssuer(pki.root, days=60)
+    identity, renewer = _setup(pki, tmp_path, issuer)
+    renewer = Renewer(
+        identity, None, RenewOptions(**{**renewer.options.__dict__, "before": parse_before("90d")}), issuer=issuer
+    )
+    s = RenewalSchedule(renewer, clock=clock, rng=random.Random(6), write_state=False)
+    s.tick()
+    assert s.renewals == 0  # planned at half-life, not now
+    nxt = s.next_attempt()
+    assert nxt is not None and nxt > clock.now + dt.timedelta(days=10)

@@ -46,6 +46,7 @@ class CommandIssuer:
         try:
             proc = subprocess.Popen(
                 argv,
+                env=child_environment(),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -69,6 +70,12 @@ class CommandIssuer:
                 hint="the old certificate is kept",
             )
         return parse_output(out, name)
+
+
+def child_environment() -> dict[str, str]:
+    """Our environment without our own secrets (PIN and password variables): the CA command has
+    no business with them."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ROLESANYWHERE_SIGNER_")}
 
 
 def _communicate(proc: subprocess.Popen[bytes], data: bytes, timeout: float, name: str) -> tuple[bytes, bytes]:

@@ -122,6 +122,14 @@ class RenewalSchedule:
         if cert.serial_number != self._serial:
             self._serial = cert.serial_number
             due = due_at(cert, self.renewer.options.before)
+            life = cert.not_valid_after_utc - cert.not_valid_before_utc
+            if due < cert.not_valid_before_utc + life / 2:
+                # a --renew-before longer than half the lifetime would renew again and again
+                log.warning(
+                    "--renew-before %s is more than half of this certificate's lifetime; renewing at half-life",
+                    self.renewer.options.before.describe(),
+                )
+                due = cert.not_valid_before_utc + life / 2
             # ±10 % of the wait from issuance to the renewal window, never before issuance
             wait = max(0.0, (due - cert.not_valid_before_utc).total_seconds())
             self._planned = due + timedelta(seconds=self._rng.uniform(-JITTER, JITTER) * wait)

@@ -63,6 +63,11 @@ def check_issued(
             "it has no keyUsage extension (Roles Anywhere requires digitalSignature)",
             hint="use a template that sets keyUsage, such as EndEntityCertificate/V1; the old certificate is kept",
         )
+    from ..certs import WEAK_HASHES, signature_hash_name
+
+    hname = signature_hash_name(cert)
+    if hname in WEAK_HASHES or hname == "unknown":
+        _refuse(f"it is signed with {str(hname).upper()}, which Roles Anywhere rejects")
     not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
     if not_before > now + SKEW:
         _refuse(f"it is not valid until {not_before:%Y-%m-%d %H:%M} UTC")
