@@ -172,9 +172,10 @@ def test_a_renew_before_longer_than_the_lifetime_does_not_renew_in_a_loop(
 
     issuer = FakeIssuer(pki.root, days=60)
     identity, renewer = _setup(pki, tmp_path, issuer)
-    renewer = Renewer(
-        identity, None, RenewOptions(**{**renewer.options.__dict__, "before": parse_before("90d")}), issuer=issuer
-    )
+    import dataclasses
+
+    options = dataclasses.replace(renewer.options, before=parse_before("90d"))
+    renewer = Renewer(identity, None, options, issuer=issuer)
     s = RenewalSchedule(renewer, clock=clock, rng=random.Random(6), write_state=False)
     s.tick()
     assert s.renewals == 0  # planned at half-life, not now
