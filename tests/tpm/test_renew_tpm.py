@@ -66,3 +66,32 @@ def test_new_key_in_the_tpm(swtpm: Swtpm, pca: Pca, pki: PKI, tmp_path: Path) ->
         assert (key.stat().st_mode & 0o777) == 0o600
         proc = run_cli(["credential-process", *ident, *ARN_ARGS, "--endpoint", ep.url])
         assert proc.returncode == 0, proc.stderr
+
+
+def test_new_key_at_a_persistent_handle_takes_over_the_handle(
+    fresh_tpm: Swtpm, pca: Pca, pki: PKI, tmp_path: Path
+) -> None:
+    handle = "handle:0x81000020"
+    gen = run_cli(["generate-key", "--tpm", "--persistent-handle", handle, "--tcti", fresh_tpm.tcti])
+    assert gen.returncode == 0, gen.stderr
+    no_pw = ["--no-tpm-key-password"]  # a handle carries no hint that its key has no password
+    csr = run_cli(["csr", "--private-key", handle, "--tcti", fresh_tpm.tcti, *no_pw, "--subject", "CN=tpm handle"])
+    assert csr.returncode == 0, csr.stderr
+    cert = tmp_path / "host.crt"
+    public = x509.load_pem_x509_csr(csr.stdout.encode()).public_key()
+    cert.write_bytes(issue("first", issuer=pki.root, public_key=public).pem)
+    ident = ["--certificate", str(cert), "--private-key", handle, "--tcti", fresh_tpm.tcti, *no_pw]
+    with LocalEndpoint([pki.root.cert, pca.cert]) as ep:
+        proc = run_cli(
+            ["renew", *ident, *ARN_ARGS, "--endpoint", ep.url, "--ca-arn", pca.arn, "--force", "--new-key"],
+            env={"AWS_ENDPOINT_URL_ACM_PCA": pca.env["AWS_ENDPOINT_URL_ACM_PCA"]},
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "persisted at 0x81000020" in proc.stderr
+        new = x509.load_pem_x509_certificates(cert.read_bytes())[0]
+        assert new.public_key() != public
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("host")) == ["host.crt", "host.crt.prev"]
+        # the same handle now holds the new key: the configuration did not change
+        proc = run_cli(["credential-process", *ident, *ARN_ARGS, "--endpoint", ep.url])
+        assert proc.returncode == 0, proc.stderr
+        assert f"Credential={new.serial_number}/" in ep.state.authorizations[-1]

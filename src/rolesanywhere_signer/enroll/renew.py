@@ -360,12 +360,20 @@ class Renewer:
             log.warning("made a new %s key pair on the token", key_type)
             new = identity_with(self.identity, pkcs11_uri=None, private_key=uri)
             return _Rotation(new, self.identity, "pkcs11", uri)
-        if not path or is_tpm_handle(path):
-            raise NotSupportedError(
-                "--new-key is not supported for keys at persistent TPM handles yet",
-                hint="make a new key with generate-key --persistent-handle, then renew with it",
-            )
         from .install import NEXT
+
+        if path and is_tpm_handle(path):
+            assert self.identity.certificate
+            blob = self.identity.certificate + NEXT + "-key.tss2"
+            if os.path.lexists(blob):
+                os.unlink(blob)  # a leftover from an attempt that never got its certificate
+            keys.generate_tpm(
+                identity_with(self.identity, private_key=None), key_type, output=blob, persistent_handle=None
+            )
+            log.warning("made a new %s key in the TPM (%s until it moves to %s)", key_type, blob, path)
+            return _Rotation(identity_with(self.identity, private_key=blob), self.identity, "tpm-handle", blob)
+        if not path:
+            raise UsageError("--new-key needs --private-key (the key to replace)")
 
         nxt = path + NEXT
         if os.path.lexists(nxt):
@@ -385,8 +393,8 @@ class _Rotation:
 
     identity: IdentityOptions
     old_identity: IdentityOptions
-    kind: str  # "file" (PEM or TSS2 key file) or "pkcs11"
-    where: str  # the <key>.next path or the new pair's URI
+    kind: str  # "file" (PEM or TSS2 key file), "pkcs11" or "tpm-handle"
+    where: str  # the <key>.next path, the new pair's URI, or the new TSS2 key file for a handle
 
     def discard(self) -> None:
         import os
@@ -406,6 +414,13 @@ class _Rotation:
             from ..backends import pkcs11_rotate
 
             return pkcs11_rotate.take_over(self.old_identity, self.where, old)
+        if self.kind == "tpm-handle":
+            from ..backends import tpm, tpm_rotate
+
+            assert self.old_identity.private_key
+            return tpm_rotate.move_to_handle(
+                self.old_identity, self.where, tpm.parse_handle(self.old_identity.private_key)
+            )
         from .install import PREV, commit_key
 
         assert self.old_identity.private_key
