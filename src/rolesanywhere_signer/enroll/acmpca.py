@@ -210,4 +210,5 @@ class AcmPcaIssuer:
         chain = _parse_pem(str(doc["CertificateChain"]), "certificate chain") if doc.get("CertificateChain") else []
         if len(certs) != 1:
             raise InputError(f"ACM Private CA returned {len(certs)} certificates where one was expected")
-        return IssuedCertificate(certs[0], tuple(chain))
+        # the interface's chain holds intermediates only: a self-signed root is the trust anchor's business
+        return IssuedCertificate(certs[0], tuple(c for c in chain if c.subject != c.issuer))

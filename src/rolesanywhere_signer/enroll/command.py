@@ -162,4 +162,5 @@ def parse_output(out: bytes, name: str) -> IssuedCertificate:
         certs = x509.load_pem_x509_certificates(out)
     except ValueError:
         raise InputError(f"--renew-command {name} printed a damaged PEM certificate") from None
-    return IssuedCertificate(certs[0], tuple(certs[1:]))
+    # the interface's chain holds intermediates only: a self-signed root is the trust anchor's business
+    return IssuedCertificate(certs[0], tuple(c for c in certs[1:] if c.subject != c.issuer))

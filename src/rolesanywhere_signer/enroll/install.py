@@ -169,11 +169,12 @@ def repair(identity: IdentityOptions) -> str | None:
     cert_path = identity.certificate
     if not key_path or not cert_path or not os.path.lexists(key_path + NEXT):
         return None
-    from .. import keys
+    from ..backends import backend_for
     from ..certs import load_certificate_file, public_keys_equal
 
     cert = load_certificate_file(cert_path)[0]
-    nxt = keys.open_key(identity_with(identity, private_key=key_path + NEXT))
+    next_identity = identity_with(identity, private_key=key_path + NEXT)
+    nxt = backend_for(next_identity).open_key(next_identity)
     try:
         matches_next = public_keys_equal(cert.public_key(), nxt.public_key())
     finally:

@@ -277,10 +277,10 @@ class Renewer:
                 )
             rotation = self._new_key(old)
             new_identity = rotation.identity
-        from .. import keys
+        from ..backends import backend_for
 
         try:
-            key = keys.open_key(new_identity)
+            key = backend_for(new_identity).open_key(new_identity)
             try:
                 from ..certs import check_key_matches
 
@@ -343,18 +343,19 @@ class Renewer:
         """A new key beside the current one, in the same backend (not yet in use)."""
         import os
 
-        from ..backends import backend_name, is_tpm_handle
+        from ..backends import backend_for
+        from ..tss2 import is_tpm_handle
 
         path = self.identity.private_key
-        kind = backend_name(self.identity)
+        kind = backend_for(self.identity).name
         key_type = _key_type(old.public_key())
         from .. import keys
 
         if kind == "pkcs11":
-            from ..backends import pkcs11_rotate
+            from ..backends import pkcs11, pkcs11_rotate
 
             uri = pkcs11_rotate.next_uri(self.identity)
-            keys.generate_pkcs11(
+            pkcs11.generate_key(
                 identity_with(self.identity, pkcs11_uri=uri, private_key=None, certificate=None), key_type
             )
             log.warning("made a new %s key pair on the token", key_type)
@@ -367,9 +368,9 @@ class Renewer:
             blob = self.identity.certificate + NEXT + "-key.tss2"
             if os.path.lexists(blob):
                 os.unlink(blob)  # a leftover from an attempt that never got its certificate
-            keys.generate_tpm(
-                identity_with(self.identity, private_key=None), key_type, output=blob, persistent_handle=None
-            )
+            from ..backends import tpm
+
+            tpm.generate_key(identity_with(self.identity, private_key=None), key_type, output=blob)
             log.warning("made a new %s key in the TPM (%s until it moves to %s)", key_type, blob, path)
             return _Rotation(identity_with(self.identity, private_key=blob), self.identity, "tpm-handle", blob)
         if not path:
@@ -379,7 +380,9 @@ class Renewer:
         if os.path.lexists(nxt):
             os.unlink(nxt)  # a leftover that never got its certificate (repair ran first)
         if kind == "tpm":
-            keys.generate_tpm(self.identity, key_type, output=nxt, persistent_handle=None)
+            from ..backends import tpm
+
+            tpm.generate_key(self.identity, key_type, output=nxt)
         else:
             password = keys.new_password(self.identity, ask=False, what=f"key file {path}")
             keys.generate_pem(nxt, key_type, password)
