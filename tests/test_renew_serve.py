@@ -143,3 +143,18 @@ def test_serve_refuses_renewal_flags_without_an_issuer(tmp_path: Path) -> None:
         ["serve", "--certificate", "c", "--private-key", "k", *ARN_ARGS, "--renew-command", "x", "--renew-before", "0%"]
     )
     assert_one_line_error(proc, "between 0% and 100%", code=2)
+
+
+def test_serve_refuses_a_renew_command_it_could_never_check(pki: PKI, tmp_path: Path) -> None:
+    """A leaf straight from the root has no chain to check the command's answer against."""
+    from support.util import assert_one_line_error
+
+    leaf = pki.leaf()
+    cert, key = tmp_path / "h.crt", tmp_path / "h.key"
+    cert.write_bytes(leaf.pem)
+    key.write_bytes(leaf.key_pem())
+    with LocalEndpoint([pki.root.cert]) as ep:
+        proc = run_cli(
+            ["serve", "--certificate", cert, "--private-key", key, *ARN_ARGS, "--endpoint", ep.url, "--port", str(free_port()), "--renew-command", "true"]
+        )
+    assert_one_line_error(proc, "--trust-anchor-certificate", code=2)

@@ -171,7 +171,11 @@ def _anchors(options: RenewOptions, issuer: Issuer, current_chain: list[x509.Cer
         return issuer.ca_certificates()[:1]
     if current_chain:
         return current_chain
-    raise UsageError(
+    raise _no_anchor()
+
+
+def _no_anchor() -> UsageError:
+    return UsageError(
         "--renew-command needs --trust-anchor-certificate to check what the command returns",
         hint="give the CA certificate that signs the renewed certificate",
     )
@@ -238,6 +242,17 @@ class Renewer:
             signer.close()
 
     # ---- one renewal ------------------------------------------------------------------------------
+
+    def check_ready(self) -> None:
+        """Settings that could never renew fail now (start of serve/update), not at the first attempt."""
+        certs = current_certificate(self.identity)
+        if self.options.command and not self.options.trust_anchor_certificate:
+            from ..certs import choose_chain
+
+            if not choose_chain(certs[0], certs[1:], self.identity.intermediates):
+                raise _no_anchor()
+        if self.options.new_key and self.request is None:
+            raise UsageError("--new-key needs the Roles Anywhere ARNs")
 
     def due_at(self) -> datetime:
         certs = current_certificate(self.identity)

@@ -265,6 +265,7 @@ def start_for(
     if options is None:
         return None
     renewer = Renewer(identity, request, options, timeout=timeout, credentials=lambda: refresher.get())
+    renewer.check_ready()
     schedule = RenewalSchedule(renewer, on_renewed=refresher.reload)
     log.info("certificate renewal through %s, %s before expiry", options.describe(), options.before.describe())
     return RenewalThread(schedule).start()
