@@ -118,3 +118,22 @@ def test_our_secret_variables_are_not_passed_to_the_command(setup: tuple[list[st
         env={"ROLESANYWHERE_SIGNER_PKCS11_PIN": "123456", "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD": "pw"},
     )
     assert_one_line_error(proc, "exited with status 3: leaked=0")
+
+
+def test_an_expired_certificate_can_still_be_renewed_through_a_command(pki: PKI, tmp_path: Path) -> None:
+    """A machine that was off past expiry: no self-renewal possible, but the key still signs a CSR."""
+    import datetime as dt
+
+    from support.pki import now
+
+    leaf = pki.leaf(via_intermediate=True, not_before=now() - dt.timedelta(days=40), days=30)
+    cert, key = tmp_path / "host.crt", tmp_path / "host.key"
+    cert.write_bytes(leaf.pem + pki.intermediate.pem)
+    key.write_bytes(leaf.key_pem())
+    (tmp_path / "ca.pem").write_bytes(pki.intermediate.pem)
+    (tmp_path / "ca.key").write_bytes(pki.intermediate.key_pem())
+    (tmp_path / "sign.py").write_text(SIGNER)
+    proc = run_cli(["renew", "--certificate", cert, "--private-key", key, "--renew-command", _cmd(tmp_path)])
+    assert proc.returncode == 0, proc.stderr
+    new = x509.load_pem_x509_certificates(cert.read_bytes())[0]
+    assert new.not_valid_after_utc > now() + dt.timedelta(days=50)

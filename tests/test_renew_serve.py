@@ -155,6 +155,19 @@ def test_serve_refuses_a_renew_command_it_could_never_check(pki: PKI, tmp_path: 
     key.write_bytes(leaf.key_pem())
     with LocalEndpoint([pki.root.cert]) as ep:
         proc = run_cli(
-            ["serve", "--certificate", cert, "--private-key", key, *ARN_ARGS, "--endpoint", ep.url, "--port", str(free_port()), "--renew-command", "true"]
+            [
+                "serve",
+                "--certificate",
+                cert,
+                "--private-key",
+                key,
+                *ARN_ARGS,
+                "--endpoint",
+                ep.url,
+                "--port",
+                str(free_port()),
+                "--renew-command",
+                "true",
+            ]
         )
     assert_one_line_error(proc, "--trust-anchor-certificate", code=2)

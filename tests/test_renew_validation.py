@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from rolesanywhere_signer.enroll.acmpca import AcmPcaIssuer
 from rolesanywhere_signer.enroll.renew import Before, Renewer, RenewOptions, parse_before
@@ -129,8 +130,12 @@ def test_chain_through_a_subordinate_without_the_root_is_accepted(pki: PKI, tmp_
 def test_intermediates_file_is_replaced_too_and_kept_as_prev(pki: PKI, tmp_path: Path) -> None:
     identity, anchor, _ = _pair(pki, tmp_path)
     inter = tmp_path / "chain.pem"
-    old_inter = issue("Old Intermediate", issuer=pki.root, ca=True).pem
+    old_ca = issue("Old Intermediate", issuer=pki.root, ca=True)
+    old_inter = old_ca.pem
     inter.write_bytes(old_inter)
+    assert identity.certificate and identity.private_key
+    key = serialization.load_pem_private_key(Path(identity.private_key).read_bytes(), None)
+    Path(identity.certificate).write_bytes(issue("host", issuer=old_ca, key=key).pem)  # from the old intermediate
     identity = IdentityOptions(
         certificate=identity.certificate, private_key=identity.private_key, intermediates=str(inter)
     )

@@ -3,6 +3,7 @@ issues, the new certificate is installed, and local-endpoint (trusting the moto 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cryptography import x509
@@ -12,7 +13,7 @@ from support.moto_pca import Pca
 from support.pki import PKI, issue
 from support.util import ARN_ARGS, run_cli
 
-from .softhsm import MODULE, PIN, SoftHSM
+from .softhsm import MODULE, PIN, SPY, SoftHSM, login_results
 
 
 def test_renew_with_a_token_key_through_acm_private_ca(hsm: SoftHSM, pca: Pca, pki: PKI, tmp_path: Path) -> None:
@@ -42,13 +43,18 @@ def test_renew_with_a_token_key_through_acm_private_ca(hsm: SoftHSM, pca: Pca, p
     )
     old = x509.load_pem_x509_certificate(cert.read_bytes())
     ident = ["--certificate", str(cert), "--private-key", uri, "--pkcs11-lib", MODULE]
+    spy = os.path.exists(SPY)
+    log = tmp_path / "spy.log"
     with LocalEndpoint([pki.root.cert, pca.cert]) as ep:
+        renew_ident = ["--certificate", str(cert), "--private-key", uri, "--pkcs11-lib", SPY if spy else MODULE]
         proc = run_cli(
-            ["renew", *ident, *ARN_ARGS, "--endpoint", ep.url, "--ca-arn", pca.arn, "--force"],
-            env={**hsm.env, "AWS_ENDPOINT_URL_ACM_PCA": pca.env["AWS_ENDPOINT_URL_ACM_PCA"]},
+            ["renew", *renew_ident, *ARN_ARGS, "--endpoint", ep.url, "--ca-arn", pca.arn, "--force"],
+            env={**hsm.spy_env(log), "AWS_ENDPOINT_URL_ACM_PCA": pca.env["AWS_ENDPOINT_URL_ACM_PCA"]},
         )
         assert proc.returncode == 0, proc.stderr
         assert PIN not in proc.stderr
+        if spy:  # one login for the self-renewal CreateSession and the CSR together
+            assert login_results(log) == ["CKR_OK"]
         new = x509.load_pem_x509_certificates(cert.read_bytes())[0]
         assert new.serial_number != old.serial_number
         assert new.public_key() == old.public_key() and new.subject == old.subject

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ..errors import InputError, NotSupportedError, SignerError, UsageError
+from ..errors import CertificateError, InputError, NotSupportedError, SignerError, UsageError
 from ..logs import get_logger
 from ..options import IdentityOptions, RequestOptions
 from .install import identity_with
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
     from ..credentials import Credentials
-    from ..signer import KeyHandle
+    from ..keytypes import DigestName
+    from ..signer import KeyHandle, Signer
     from .issuer import Issuer
 
 log = get_logger("rolesanywhere_signer.renew")
@@ -174,6 +175,22 @@ def _anchors(options: RenewOptions, issuer: Issuer, current_chain: list[x509.Cer
     raise _no_anchor()
 
 
+class _SignerKey:
+    """An open ``Signer`` used as a ``KeyHandle`` (its key was already matched to the certificate)."""
+
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+
+    def public_key(self) -> PublicKeyTypes:
+        return self._signer.certificate.public_key()
+
+    def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
+        return self._signer.sign(data, digest)
+
+    def close(self) -> None:
+        pass  # the renewal closes the signer itself
+
+
 def _no_anchor() -> UsageError:
     return UsageError(
         "--renew-command needs --trust-anchor-certificate to check what the command returns",
@@ -204,6 +221,7 @@ class Renewer:
         self._timeout = timeout
         self._credentials = credentials
         self._issuer = issuer
+        self._signer: Signer | None = None
 
     # ---- credentials for ACM Private CA ----------------------------------------------------------
 
@@ -232,14 +250,28 @@ class Renewer:
         """Temporary credentials from Roles Anywhere with the current (still valid) certificate."""
         if self._credentials is not None and not self.options.role_arn:
             return self._credentials()
-        from ..backends import load_signer
         from ..client import create_session
 
-        signer = load_signer(self.identity)
-        try:
-            return create_session(signer, self._role_request(), timeout=self._timeout, clock=self._clock)
-        finally:
-            signer.close()
+        return create_session(self._current_signer(), self._role_request(), timeout=self._timeout, clock=self._clock)
+
+    def _current_signer(self) -> Signer:
+        """The current pair, opened once per renewal: one PIN or password for credentials and CSR."""
+        if self._signer is None:
+            from ..backends import load_signer
+
+            self._signer = load_signer(self.identity)
+        return self._signer
+
+    def _open_key(self, identity: IdentityOptions, old: x509.Certificate, now: datetime) -> KeyHandle:
+        if identity is self.identity and old.not_valid_before_utc <= now <= old.not_valid_after_utc:
+            try:
+                return _SignerKey(self._current_signer())
+            except CertificateError as e:  # e.g. a stale intermediates file: the key still signs a CSR
+                log.warning("renewing with the key alone: %s", e.diagnostics())
+        # a new key, an expired or unusable certificate (a machine that was off): the key alone
+        from ..backends import backend_for
+
+        return backend_for(identity).open_key(identity)
 
     # ---- one renewal ------------------------------------------------------------------------------
 
@@ -259,6 +291,14 @@ class Renewer:
         return due_at(certs[0], self.options.before)
 
     def renew(self, *, force: bool | None = None) -> RenewResult:
+        try:
+            return self._renew(force)
+        finally:
+            signer, self._signer = self._signer, None
+            if signer is not None:
+                signer.close()
+
+    def _renew(self, force: bool | None) -> RenewResult:
         from .install import repair
 
         fixed = repair(self.identity)
@@ -292,10 +332,8 @@ class Renewer:
                 )
             rotation = self._new_key(old)
             new_identity = rotation.identity
-        from ..backends import backend_for
-
         try:
-            key = backend_for(new_identity).open_key(new_identity)
+            key = self._open_key(new_identity, old, now)
             try:
                 from ..certs import check_key_matches
 
