@@ -43,31 +43,29 @@ def check_issued(
     The returned chain holds the certificates between the leaf and the trust anchor, nearest issuer
     first, without the self-signed root (Roles Anywhere wants intermediates only).
     """
-    from cryptography import x509
+    from .. import certs
 
     cert = issued.certificate
     if not public_keys_equal(cert.public_key(), public_key):
         _refuse("its public key is not ours", hint="the CA issued it for another key; the old certificate is kept")
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        if bc.ca:
-            _refuse("it is a CA certificate (basicConstraints CA=true)")
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not ku.digital_signature:
-            _refuse("its keyUsage lacks digitalSignature, which Roles Anywhere requires")
-    except x509.ExtensionNotFound:
+    # what Roles Anywhere refuses in an end-entity certificate, decided by the shared checks; the
+    # validity window is judged below with a little clock skew allowed
+    found = certs.end_entity_issues(cert) + certs.certificate_issues(cert, cert.not_valid_before_utc)
+    if certs.IS_CA in found:
+        _refuse("it is a CA certificate (basicConstraints CA=true)")
+    if certs.NO_DIGITAL_SIGNATURE in found:
+        _refuse("its keyUsage lacks digitalSignature, which Roles Anywhere requires")
+    if certs.NO_KEY_USAGE in found:
         _refuse(
             "it has no keyUsage extension (Roles Anywhere requires digitalSignature)",
             hint="use a template that sets keyUsage, such as EndEntityCertificate/V1; the old certificate is kept",
         )
-    from ..certs import WEAK_HASHES, signature_hash_name
-
-    hname = signature_hash_name(cert)
-    if hname in WEAK_HASHES or hname == "unknown":
-        _refuse(f"it is signed with {str(hname).upper()}, which Roles Anywhere rejects")
+    if certs.WEAK_HASH in found or certs.NO_HASH in found:
+        _refuse(
+            f"it is signed with {certs.signature_hash_name(cert) or 'no separate hash'}, which Roles Anywhere rejects"
+        )
+    if certs.NOT_V3 in found:
+        _refuse("it is not an X.509 v3 certificate")
     not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
     if not_before > now + SKEW:
         _refuse(f"it is not valid until {not_before:%Y-%m-%d %H:%M} UTC")
