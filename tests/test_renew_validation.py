@@ -7,9 +7,12 @@ moto's gaps and the test that covers each one instead:
 - EndEntityClientAuthCertificate/V1 without keyUsage: refused against moto itself in
   test_renew.py (``test_moto_end_entity_client_auth_template_is_refused_for_its_missing_key_usage``)
   and here with ``test_missing_or_wrong_key_usage_is_refused`` (fake issuer);
-- subordinate CA certificates without CA extensions, and chains that lack the root:
-  ``test_chain_through_a_subordinate_without_the_root_is_accepted`` (fake issuer, a real
-  subordinate with extensions; the root comes from the trust anchor, not the chain);
+- subordinate CA certificates without CA extensions: ``test_an_intermediate_without_ca_extensions_is_refused``
+  (fake issuer under a subordinate made without extensions, as moto makes them);
+- chains that lack the root: ``test_chain_through_a_subordinate_without_the_root_is_accepted``
+  (fake issuer, a real subordinate with extensions; the root comes from the trust anchor) and,
+  against moto itself, ``test_renewal_from_a_subordinate_ca_installs_its_certificate_as_the_chain``
+  in test_renew.py;
 - RequestInProgressException never raised: ``test_request_in_progress_is_waited_for`` and
   ``test_request_in_progress_forever_gives_up`` (Stubber);
 - malformed CSRs give HTTP 500: ``test_service_errors_are_one_line`` (Stubber, 400 and 500);
@@ -261,3 +264,11 @@ def test_access_denied_names_the_policy(pki: PKI) -> None:
     with stub, pytest.raises(EndpointError) as e:
         issuer.issue(csr)
     assert "acm-pca:IssueCertificate" in e.value.diagnostics()
+
+
+def test_an_intermediate_without_ca_extensions_is_refused(pki: PKI, tmp_path: Path) -> None:
+    """What moto hands back for a subordinate signed with the subordinate templates: no CA flag."""
+    identity, anchor, old = _pair(pki, tmp_path)
+    bare = issue("Bare Subordinate", issuer=pki.root, extensions=False)
+    issuer = FakeIssuer(bare, chain=(bare.cert,), days=60)
+    _refused(_renewer(identity, anchor, issuer), tmp_path, old, "is not marked as a CA")

@@ -98,9 +98,23 @@ def _check_path(leaf: x509.Certificate, chain: Sequence[x509.Certificate], ancho
         nxt = next((c for c in chain if c not in path and c != child and issues(c, child)), None)
         if nxt is None:
             break
+        if not _is_ca(nxt):
+            _refuse(
+                f"its issuer {describe(nxt)} is not marked as a CA (no basicConstraints CA=true)",
+                hint="Roles Anywhere refuses such a chain; reissue the intermediate with CA extensions",
+            )
         path.append(nxt)
         child = nxt
     _refuse(
         f"it does not chain to the CA certificate ({', '.join(describe(a) for a in anchors)})",
         hint="check --ca-arn or --trust-anchor-certificate; the old certificate is kept",
     )
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    from cryptography import x509 as _x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(_x509.BasicConstraints).value.ca)
+    except _x509.ExtensionNotFound:
+        return False
