@@ -78,7 +78,9 @@ class _Card:
         while True:
             buf = ctypes.create_string_buffer(4096)
             n = _DWORD(len(buf))
-            rc = self._lib.SCardTransmit(self.handle, ctypes.byref(self._pci), apdu, _DWORD(len(apdu)), None, buf, ctypes.byref(n))
+            rc = self._lib.SCardTransmit(
+                self.handle, ctypes.byref(self._pci), apdu, _DWORD(len(apdu)), None, buf, ctypes.byref(n)
+            )
             if rc != 0 or n.value < 2:
                 raise OSError(f"SCardTransmit failed ({rc & 0xFFFFFFFF:#x})")
             resp = buf.raw[: n.value]
@@ -128,7 +130,12 @@ def _connect(lib: ctypes.CDLL, ctx: _LONG, reader: str) -> Iterator[_Card]:
     handle = _LONG()
     proto = _DWORD()
     rc = lib.SCardConnect(
-        ctx, reader.encode(), _DWORD(SCARD_SHARE_SHARED), _DWORD(SCARD_PROTOCOL_ANY), ctypes.byref(handle), ctypes.byref(proto)
+        ctx,
+        reader.encode(),
+        _DWORD(SCARD_SHARE_SHARED),
+        _DWORD(SCARD_PROTOCOL_ANY),
+        ctypes.byref(handle),
+        ctypes.byref(proto),
     )
     if rc != 0:
         raise OSError(f"SCardConnect failed ({rc & 0xFFFFFFFF:#x})")
@@ -153,7 +160,9 @@ def _piv_cards(serial: str | None) -> Iterator[_Card]:
                     if sw != 0x9000:
                         continue
                     data, sw = card.transmit(GET_SERIAL)
-                    found.append((reader, str(int.from_bytes(data, "big")) if sw == 0x9000 and len(data) == 4 else None))
+                    found.append(
+                        (reader, str(int.from_bytes(data, "big")) if sw == 0x9000 and len(data) == 4 else None)
+                    )
             except OSError:
                 continue
         if len(found) > 1 and serial:

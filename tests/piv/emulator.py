@@ -104,7 +104,9 @@ def parse_tlv(data: bytes) -> list[tuple[int, bytes]]:
 # ---------------------------------------------------------------- card state
 
 
-def new_state(*, serial: int = 12345678, version: str = "5.4.3", pin: str = "123456", puk: str = "12345678") -> dict[str, Any]:
+def new_state(
+    *, serial: int = 12345678, version: str = "5.4.3", pin: str = "123456", puk: str = "12345678"
+) -> dict[str, Any]:
     """A fresh card: default PIN/PUK/management key, CHUID and CCC, an attestation key in f9."""
     f9 = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Virtual Yubico PIV Attestation")])
@@ -130,7 +132,11 @@ def new_state(*, serial: int = 12345678, version: str = "5.4.3", pin: str = "123
         + tlv(0x3E, b"")
         + tlv(0xFE, b"")
     )
-    ccc = bytes.fromhex("f015a000000116ff02") + os.urandom(14) + bytes.fromhex("f10121f20121f300f40100f50110f600f700fa00fb00fc00fd00fe00")
+    ccc = (
+        bytes.fromhex("f015a000000116ff02")
+        + os.urandom(14)
+        + bytes.fromhex("f10121f20121f300f40100f50110f600f700fa00fb00fc00fd00fe00")
+    )
     state: dict[str, Any] = {
         "serial": serial,
         "version": version,
@@ -603,7 +609,7 @@ def serve(port: int, state_path: Path, host: str = "127.0.0.1") -> None:
             continue
         try:
             resp = card.apdu(msg)
-        except Exception as e:  # noqa: BLE001 - a card answers every APDU
+        except Exception as e:
             print(f"card error on {msg[:4].hex()}: {e!r}", file=sys.stderr, flush=True)
             resp = b"\x6f\x00"
         sock.sendall(struct.pack(">H", len(resp)) + resp)

@@ -41,13 +41,17 @@ VPCD_DRIVER = next(
     "/usr/lib/pcsc/drivers/serial/libifdvpcd.so",
 )
 OPENSC = next(
-    (p for p in ("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so", "/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so") if os.path.exists(p)),
+    (
+        p
+        for p in ("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so", "/usr/lib/x86_64-linux-gnu/pkcs11/opensc-pkcs11.so")
+        if os.path.exists(p)
+    ),
     "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
 )
 YKCS11 = "/usr/lib/x86_64-linux-gnu/libykcs11.so"
 MODULES = {"opensc": OPENSC, "ykcs11": YKCS11}
 VPCD_PORT = 35963
-PIN = "123456"
+PIN = "271828"  # not the YubiKey default, so it cannot be confused with a serial number
 PUK = "12345678"
 MGM_HEX = emulator.DEFAULT_MGM.hex()
 #: ykcs11 looks only at readers whose name starts with "Yubico"
@@ -103,13 +107,16 @@ class VirtualPiv:
         )
         log = open(self.base / "pcscd.log", "ab")  # noqa: SIM115 - the child keeps it
         self.pcscd = subprocess.Popen(
-            ["unshare", "--mount", "--net", "sh", "-c", script],
+            ["unshare", "--mount", "--net", "bash", "-c", script],
             pass_fds=(fd,),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
         )
         log.close()
+        # pcscd owns the socket now; if it dies, clients get "refused" instead of waiting forever
+        lst.close()
+        self._listener = None
 
     def stop_pcscd(self) -> None:
         if self.pcscd is not None:
@@ -170,7 +177,9 @@ class VirtualPiv:
         deadline = time.monotonic() + timeout
         while card_present(str(self.socket_path)) != present:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"pcscd never saw the card {'inserted' if present else 'removed'}: {self.log('pcscd.log')}")
+                raise RuntimeError(
+                    f"pcscd never saw the card {'inserted' if present else 'removed'}: {self.log('pcscd.log')}"
+                )
             time.sleep(0.02)
 
     def stop(self) -> None:
@@ -195,3 +204,15 @@ class VirtualPiv:
     def log(self, name: str) -> str:
         p = self.base / name
         return p.read_text(errors="replace")[-2000:] if p.exists() else ""
+
+
+def provision(
+    piv: VirtualPiv, slot: int, issued: Any, *, pin_policy: str | None = None, touch_policy: str = "never"
+) -> None:
+    """Put a key and its certificate in a slot, as `ykman piv keys import` + `certificates import` would."""
+    from cryptography.hazmat.primitives import serialization
+
+    state = piv.state()
+    emulator.put_key(state, slot, issued.key, pin_policy=pin_policy, touch_policy=touch_policy)
+    emulator.put_certificate(state, slot, issued.cert.public_bytes(serialization.Encoding.DER))
+    emulator.save_state(piv.state_path, state)

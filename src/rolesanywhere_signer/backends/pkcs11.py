@@ -41,6 +41,12 @@ _CURVE_OIDS = {
     bytes.fromhex("06052b81040022"): "secp384r1",
     bytes.fromhex("06052b81040023"): "secp521r1",
 }
+# ykcs11 2.2 gives explicit curve parameters (SEC 1 ECParameters): known by their field prime
+_CURVE_PRIMES = {
+    bytes.fromhex("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff"): "secp256r1",
+    bytes.fromhex("ff" * 28 + "fffffffeffffffff0000000000000000ffffffff"): "secp384r1",
+    bytes.fromhex("01" + "ff" * 65): "secp521r1",
+}
 KEY_TYPES = {
     "rsa2048": ("rsa", 2048),
     "rsa3072": ("rsa", 3072),
@@ -246,6 +252,8 @@ def _curve(params: bytes) -> Any:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     name = _CURVE_OIDS.get(bytes(params))
+    if name is None and bytes(params[:1]) == b"\x30":
+        name = next((n for prime, n in _CURVE_PRIMES.items() if prime in bytes(params)), None)
     if name is None:
         raise NotSupportedError("the token's EC key is on a curve Roles Anywhere does not take; use P-256 or P-384")
     return ec.SECP256R1() if name == "secp256r1" else ec.SECP384R1() if name == "secp384r1" else ec.SECP521R1()

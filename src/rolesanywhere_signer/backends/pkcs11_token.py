@@ -342,9 +342,7 @@ class TokenSession:
             return
         flags = self.flags
         if flags & CKF_USER_PIN_LOCKED:
-            raise AuthenticationError(
-                f"the user PIN of {self.id.describe()} is locked", hint="unblock it with the PUK or SO PIN first"
-            )
+            raise locked_error(self.id)
         protected = bool(flags & CKF_PROTECTED_AUTHENTICATION_PATH)
         pin = None if protected else (self._pin or self._get_pin())
         if pin is not None and not pin:
@@ -360,15 +358,9 @@ class TokenSession:
             new = self.token.open(rw=rw)  # another session of ours is logged in: the token is unlocked
         except pkcs11.PinIncorrect:
             self._pin = None
-            state = pin_state(self.flags)
-            raise AuthenticationError(
-                f"wrong PIN for {self.id.describe()}" + (f"; the token reports that {state}" if state else ""),
-                hint="it was not retried; check the PIN before trying again",
-            ) from None
+            raise self.wrong_pin_error() from None
         except pkcs11.PinLocked:
-            raise AuthenticationError(
-                f"the user PIN of {self.id.describe()} is locked", hint="unblock it with the PUK or SO PIN first"
-            ) from None
+            raise locked_error(self.id) from None
         except (pkcs11.PinExpired, pkcs11.PinInvalid, pkcs11.PinLenRange) as e:
             self._pin = None
             raise AuthenticationError(
@@ -381,6 +373,28 @@ class TokenSession:
         self._pin = pin
         self.logged_in = True
         self._wants_login = True
+
+    def wrong_pin_error(self) -> AuthenticationError:
+        """After a refused PIN: how many tries are left, from the card when the module cannot say."""
+        tries = self.pin_tries_left() if self.hw_slot else None
+        if tries == 0:
+            return locked_error(self.id, now=True)
+        if tries is not None:
+            state = f"{tries} {'try' if tries == 1 else 'tries'} left before the PIN locks"
+        else:
+            flag_state = pin_state(self.flags)
+            state = f"the token reports that {flag_state}" if flag_state else ""
+        return AuthenticationError(
+            f"wrong PIN for {self.id.describe()}" + (f"; {state}" if state else ""),
+            hint="it was not retried; check the PIN before trying again",
+        )
+
+    def pin_tries_left(self) -> int | None:
+        """The PIV PIN counter, asked of the card over PC/SC (PKCS#11 has only "low"/"final" flags)."""
+        from ..pcsc import pin_status
+
+        status = pin_status(self.id.serial or None)
+        return None if status is None else status.tries_left
 
     def reopen(self, *, reinitialize: bool = False) -> None:
         """After removal/re-insertion or a dead handle: new session, and login again from memory."""
@@ -423,6 +437,13 @@ class TokenSession:
             self.session = None
         self.logged_in = False
         self._pin = None
+
+
+def locked_error(tid: TokenId, *, now: bool = False) -> AuthenticationError:
+    return AuthenticationError(
+        f"the user PIN of {tid.describe()} is {'now ' if now else ''}locked",
+        hint="unblock it with the PUK (ykman piv access unblock-pin, or pkcs11-tool --unlock-pin --so-pin PUK)",
+    )
 
 
 def _close_quietly(session: Any, *, logout: bool) -> None:
