@@ -70,6 +70,16 @@ def prompt_secret(prompt: str, *, what: str, hint: str, tty_path: str | None = N
         os.close(fd)
 
 
+def terminal_available(tty_path: str | None = None) -> bool:
+    """Whether a prompt could be shown (the controlling terminal, or the one tests point at)."""
+    path = tty_path or os.environ.get("ROLESANYWHERE_SIGNER_TTY") or TTY_PATH
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
+
+
 def _read_no_echo(fd: int, prompt: str) -> str:
     import termios
 

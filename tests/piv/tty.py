@@ -35,8 +35,12 @@ class PromptAnswerer:
                 return
             self.output += data
             pending += data
-            while self.trigger in pending and b":" in pending.split(self.trigger, 1)[1]:
-                pending = pending.split(self.trigger, 1)[1].split(b":", 1)[1]
+            while True:  # a prompt is the trigger and the next colon
+                start = pending.find(self.trigger)
+                colon = pending.find(b":", start) if start >= 0 else -1
+                if colon < 0:
+                    break
+                pending = pending[colon + 1 :]
                 self.prompts += 1
                 os.write(self.master, self.answer.encode() + b"\n")
 

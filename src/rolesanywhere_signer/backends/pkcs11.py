@@ -25,6 +25,7 @@ from .pkcs11_token import (
     load_library,
     matching_tokens,
     pin_source,
+    pinentry_choice,
     resolve_module,
 )
 
@@ -104,7 +105,11 @@ def _open_tokens(
             f"no token matches {first} in PKCS#11 module {module} (present: {describe_tokens(lib)})",
             hint="check token=/serial= in the URI and that the token is inserted",
         )
-    return [TokenSession(module, lib, t, pin_source(uris, f"token {t.label.strip()!r}"), rw=rw) for t in tokens]
+    program = pinentry_choice(uris)
+    return [
+        TokenSession(module, lib, t, pin_source(uris, f"token {t.label.strip()!r}"), rw=rw, pinentry=program)
+        for t in tokens
+    ]
 
 
 def _close_all(sessions: Sequence[TokenSession], keep: TokenSession | None = None) -> None:
@@ -248,8 +253,10 @@ def _curve_row(params: bytes | None) -> KeyType:
     if params is not None and bytes(params[:1]) == b"\x30":
         explicit = next((oid for prime, oid in _CURVE_PRIMES.items() if prime in bytes(params)), None)
     for row in ALL_KEY_TYPES:
-        if row.curve_oid is not None and params is not None and (
-            der_oid(row.curve_oid) == bytes(params) or row.curve_oid == explicit
+        if (
+            row.curve_oid is not None
+            and params is not None
+            and (der_oid(row.curve_oid) == bytes(params) or row.curve_oid == explicit)
         ):
             return row
     raise NotSupportedError("the token's EC key is on a curve Roles Anywhere does not take; use P-256 or P-384")
@@ -438,12 +445,13 @@ class TokenKey:
             if reuse_pin and ts.pin is not None:
                 self._ctx_pin = ts.pin.reveal()
             else:
-                from ..secret import prompt_secret
+                from ..pinentry import ask
 
-                self._ctx_pin = prompt_secret(
+                self._ctx_pin = ask(
                     f"PIN to sign with key {_key_name(key)}: ",
                     what=f"the signing PIN for key {_key_name(key)} (it needs a PIN for each use)",
                     hint="pass --reuse-pin to use the token's user PIN for it",
+                    pinentry=ts.pinentry,
                 ).reveal()
         self._touch = ts.hw_slot
         self._closed = False

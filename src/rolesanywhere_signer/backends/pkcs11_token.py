@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import AuthenticationError, BackendError, InputError, SecretError
 from ..pkcs11_uri import Pkcs11Uri
-from ..secret import Secret, prompt_secret, read_secret_file
+from ..secret import Secret, read_secret_file
 
 log = logging.getLogger("rolesanywhere_signer.pkcs11")
 
@@ -228,14 +228,28 @@ def pin_source(uris: list[Pkcs11Uri], what: str) -> Callable[[], Secret]:
                     PIN_ENV,
                 )
                 return uri.pin_value
-            if uri.pin_source is not None:
+            if uri.pin_source is not None and not uri.pin_source.startswith(PINENTRY_SCHEME):
                 return read_secret_file(pin_source_path(uri.pin_source), what="PKCS#11 PIN")
+        program = pinentry_choice(uris)
         env = os.environ.get(PIN_ENV)
-        if env:
+        if env and program is None:
             return Secret(env)
-        return prompt_secret(f"PIN for {what}: ", what=f"the PIN for {what}", hint=PIN_HINT)
+        from ..pinentry import ask
+
+        return ask(f"PIN for {what}: ", what=f"the PIN for {what}", hint=PIN_HINT, pinentry=program)
 
     return get
+
+
+PINENTRY_SCHEME = "pinentry:"
+
+
+def pinentry_choice(uris: list[Pkcs11Uri]) -> str | None:
+    """``pin-source=pinentry:[PROGRAM]``: the program ("" = the default), else None."""
+    for uri in uris:
+        if uri.pin_source is not None and uri.pin_source.startswith(PINENTRY_SCHEME):
+            return uri.pin_source[len(PINENTRY_SCHEME) :]
+    return None
 
 
 def pin_source_path(value: str) -> str:
@@ -290,8 +304,18 @@ def is_recoverable(exc: BaseException) -> bool:
 class TokenSession:
     """One session on one token; login once; re-open on demand. Not thread-safe: callers lock."""
 
-    def __init__(self, module: str, lib: Any, token: Any, get_pin: Callable[[], Secret], *, rw: bool = False) -> None:
+    def __init__(
+        self,
+        module: str,
+        lib: Any,
+        token: Any,
+        get_pin: Callable[[], Secret],
+        *,
+        rw: bool = False,
+        pinentry: str | None = None,
+    ) -> None:
         self.module = module
+        self.pinentry = pinentry  # pin-source=pinentry:[PROGRAM] chosen in the URI
         self.lib = lib
         self.token = token
         self.id = token_id(token)
