@@ -114,7 +114,8 @@ def pinentry_secret(program: str | None, *, description: str, prompt: str = "PIN
         shown = program or os.environ.get("ROLESANYWHERE_SIGNER_PINENTRY") or "pinentry"
         raise SecretError(
             f"{what} is to come from pinentry, but the program {shown} was not found",
-            hint="install one (pinentry-gnome3, pinentry-qt, pinentry-tty) or give its path: pin-source=pinentry:/usr/bin/pinentry-tty",
+            hint="install one (pinentry-gnome3, pinentry-qt, pinentry-tty) or give its path: "
+            "pin-source=pinentry:/usr/bin/pinentry-tty",
         )
     try:
         proc = subprocess.Popen(
