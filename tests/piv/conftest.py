@@ -37,12 +37,10 @@ def piv(piv_service: VirtualPiv) -> Iterator[VirtualPiv]:
     provision its slots, then ``piv.insert()``."""
     import pkcs11
 
-    piv_service.remove()
     piv_service.new_card()
     try:
         yield piv_service
     finally:
-        piv_service.remove()
         for path in MODULES.values():
             pkcs11.unload(path)  # a module keeps its view of the reader across tests otherwise
 

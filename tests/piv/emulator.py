@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -150,7 +151,7 @@ def new_state(
         "touch_delay": 0.0,
         "objects": {"5fc102": chuid.hex(), "5fc107": ccc.hex()},
         "slots": {},
-        "counters": {"verify": 0, "verify_status": 0, "sign": 0, "select": 0, "connects": 0},
+        "counters": {"verify": 0, "verify_status": 0, "sign": 0, "select": 0, "connects": 0, "loads": 0},
     }
     put_key(state, 0xF9, f9, pin_policy="never", origin="imported")
     state["objects"]["5fff01"] = cert_object(f9_cert.public_bytes(serialization.Encoding.DER)).hex()
@@ -218,6 +219,14 @@ class Card:
         self.state = load_state(path)
         self._keys: dict[str, Any] = {}
         self.power_on()
+
+    def reload(self) -> None:
+        """A new card in the same reader (SIGHUP): the state file was replaced by the test."""
+        self.state = load_state(self.path)
+        self._keys.clear()
+        self.power_on()
+        self.state["counters"]["loads"] += 1
+        self.save()
 
     # ---- session state, lost on power off / reset
     def power_on(self) -> None:
@@ -595,6 +604,7 @@ def serve(port: int, state_path: Path, host: str = "127.0.0.1") -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     card.state["counters"]["connects"] += 1
     card.save()
+    signal.signal(signal.SIGHUP, lambda signum, frame: card.reload())
     print("card connected", flush=True)
     while True:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)

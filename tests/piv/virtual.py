@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -134,8 +135,20 @@ class VirtualPiv:
         return state
 
     def insert(self) -> None:
-        """Start the card on the current state file; wait until a client can see it."""
-        assert self.pcscd is not None and self.card is None
+        """Start the card on the current state file; wait until a client can see it.
+
+        A card already running reloads the file instead (SIGHUP): a new card in the same
+        reader without the second it takes pcscd to see a removal and an insertion."""
+        assert self.pcscd is not None
+        if self.card is not None and self.card.poll() is None:
+            self.card.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while self.state()["counters"].get("loads", 0) == 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the virtual card did not reload: {self.log('card.log')}")
+                time.sleep(0.005)
+            return
+        self.card = None
         before = self.state()["counters"]["connects"]
         log = open(self.base / "card.log", "ab")  # noqa: SIM115 - the child keeps it
         self.card = subprocess.Popen(
