@@ -212,3 +212,15 @@ def slot_policy(slot: int, serial: str | None = None) -> SlotPolicy | None:
     except OSError:
         return None
     return None
+
+
+def has_object(tag: int, serial: str | None = None) -> bool:
+    """Whether a PIV data object (e.g. 5FFF01, the f9 attestation certificate) is on the card."""
+    tag_bytes = tag.to_bytes(3, "big")
+    try:
+        for card in _piv_cards(serial):
+            data, sw = card.transmit(bytes([0x00, 0xCB, 0x3F, 0xFF, 5, 0x5C, 3]) + tag_bytes + b"\x00")
+            return sw == 0x9000 and len(data) > 4
+    except OSError:
+        return False
+    return False

@@ -18,7 +18,9 @@ from ..keytypes import DigestName, KeyType, key_type_named, rsa_key_type
 from ..options import IdentityOptions
 from ..pkcs11_uri import Pkcs11Uri, format_uri, is_pkcs11_uri, parse_uri
 from ..signer import KeySigner
+from ..secret import Secret
 from .pkcs11_token import (
+    CKF_HW_SLOT,
     TokenSession,
     describe_tokens,
     is_recoverable,
@@ -27,6 +29,7 @@ from .pkcs11_token import (
     pin_source,
     pinentry_choice,
     resolve_module,
+    token_id,
 )
 
 if TYPE_CHECKING:
@@ -811,4 +814,78 @@ def health(opts: IdentityOptions) -> list[Check]:
     have = [name for name in wanted if M[name] in mechs]
     status: Literal["pass", "fail"] = "pass" if have else "fail"
     checks.append(Check("PKCS#11 mechanisms", status, ", ".join(f"CKM_{h}" for h in have) or "no RSA/ECDSA signing"))
+    if len(tokens) == 1 and tokens[0].slot.flags & CKF_HW_SLOT:
+        checks += _piv_checks(module, lib, tokens[0], first)
+    return checks
+
+
+#: PIV key references by the CKA_ID both OpenSC and ykcs11 give them
+PIV_SLOTS = {1: 0x9A, 2: 0x9C, 3: 0x9D, 4: 0x9E, **{5 + i: 0x82 + i for i in range(20)}, 25: 0xF9}
+PIV_SLOT_NAMES = {0x9A: "PIV Authentication", 0x9C: "Digital Signature", 0x9D: "Key Management", 0x9E: "Card Authentication"}
+
+
+def _piv_checks(module: str, lib: Any, token: Any, uri: Pkcs11Uri) -> list[Check]:
+    """For a PIV card (YubiKey): slot, PIN tries left, PIN/touch policy, attestation. No PIN.
+
+    The counters and policies come from the card over PC/SC: PKCS#11 has no field for them."""
+    import pkcs11
+
+    from .. import pcsc
+    from ..checks import Check
+    from ..errors import SignerError
+
+    status = pcsc.pin_status(token_id(token).serial or None)
+    if status is None:
+        return []  # not a PIV card, or no PC/SC to ask
+    checks: list[Check] = []
+    try:
+        ts = TokenSession(module, lib, token, lambda: Secret(""))
+    except SignerError:
+        return []
+    try:
+        certs = _certs_on(ts, uri.replace(type=None))
+        leaf = [c for c in certs if not is_attestation(c)]
+        kid = leaf[0].id if leaf else (uri.id or b"")
+        slot = PIV_SLOTS.get(int.from_bytes(kid, "big")) if kid and len(kid) == 1 else None
+        always = None
+        if kid:
+            try:
+                keys = list(ts.objects({_A().CLASS: pkcs11.ObjectClass.PRIVATE_KEY, _A().ID: kid}))
+            except pkcs11.PKCS11Error:
+                keys = []
+            if keys:
+                always = bool(_attr(keys[0], "ALWAYS_AUTHENTICATE", False))
+        attested = any(is_attestation(c) for c in _certs_on(ts, None))
+    finally:
+        ts.close()
+    if slot is not None:
+        checks.append(Check("PIV slot", "pass", f"{slot:02x} ({PIV_SLOT_NAMES.get(slot, 'retired key management')})"))
+    if status.verified:
+        checks.append(Check("PIV PIN", "pass", "verified"))
+    elif status.tries_left == 0:
+        checks.append(Check("PIV PIN", "fail", "locked (unblock it with the PUK: ykman piv access unblock-pin)"))
+    else:
+        left = status.tries_left
+        checks.append(
+            Check("PIV PIN", "pass" if (left or 0) > 1 else "warn", f"{left} {'try' if left == 1 else 'tries'} left")
+        )
+    policy = pcsc.slot_policy(slot, token_id(token).serial or None) if slot is not None else None
+    if always is None and slot is not None:  # OpenSC hides key objects before login: the card says
+        always = policy.pin_policy == "always" if policy is not None and policy.pin_policy != "default" else slot == 0x9C
+    parts = []
+    if always is not None:
+        parts.append("always-authenticate: a PIN for each signature (use --reuse-pin)" if always else "PIN once per session")
+    if policy is not None:
+        parts.append(f"PIN policy {policy.pin_policy}, touch policy {policy.touch_policy}")
+    if parts:
+        touch = policy is not None and policy.touch_policy in ("always", "cached")
+        checks.append(Check("PIV key policy", "warn" if touch else "pass", "; ".join(parts)))
+    attest = attested or pcsc.has_object(0x5FFF01, token_id(token).serial or None)
+    checks.append(
+        Check(
+            "PIV attestation",
+            "pass" if attest else "warn",
+            "attestation certificate present (slot f9)" if attest else "no attestation certificate in slot f9",
+        )
+    )
     return checks
