@@ -7,6 +7,7 @@ EC point) — never by trial signatures, which cost a PIN entry and a touch on a
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ from ..keytypes import KEY_TYPES as ALL_KEY_TYPES
 from ..keytypes import DigestName, KeyType, key_type_named, rsa_key_type
 from ..options import IdentityOptions
 from ..pkcs11_uri import Pkcs11Uri, format_uri, is_pkcs11_uri, parse_uri
-from ..signer import KeySigner
 from ..secret import Secret
+from ..signer import KeySigner
 from .pkcs11_token import (
     CKF_HW_SLOT,
     TokenSession,
@@ -714,7 +715,7 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
                 hint="add token= or serial= to the URI",
             )
         ts = sessions[0]
-        ts.login()
+        _login_to_make_keys(ts)
         A = _A()
         for name, value in (("id", uri.id), ("object", uri.object)):
             if value is None:
@@ -729,6 +730,8 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
         kid = uri.id if uri.id is not None else os.urandom(8)
         label = uri.object if uri.object is not None else kid.hex()
         private = {A.TOKEN: True, A.PRIVATE: True, A.SENSITIVE: True, A.EXTRACTABLE: False, A.SIGN: True}
+        if _is_ykcs11(ts):
+            del private[A.EXTRACTABLE]  # refused as an attribute: a PIV key can never leave the card
         public = {A.TOKEN: True, A.VERIFY: True}
         row = key_type_named(key_type)
         assert row.pkcs11_key_type is not None
@@ -754,10 +757,62 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
                     id=kid, label=label, store=True, public_template=public, private_template=private
                 )
         except pkcs11.PKCS11Error as e:
-            raise BackendError(f"{ts.id.describe()} could not make a {key_type} key ({type(e).__name__})") from None
+            piv = ts.hw_slot and type(e).__name__ in (
+                "FunctionNotSupported",
+                "MechanismInvalid",
+                "TemplateInconsistent",
+            )
+            raise BackendError(
+                f"{ts.id.describe()} could not make a {key_type} key ({type(e).__name__})",
+                hint="this module cannot make keys on this card: use Yubico's libykcs11.so, or ykman piv keys generate"
+                if piv
+                else None,
+            ) from None
         return _public_from_object(pub)
     finally:
         _close_all(sessions)
+
+
+SO_PIN_ENV = "ROLESANYWHERE_SIGNER_PKCS11_SO_PIN"
+
+
+def _is_ykcs11(ts: TokenSession) -> bool:
+    return "yubico" in str(ts.lib.manufacturer_id).lower()
+
+
+def _login_to_make_keys(ts: TokenSession) -> None:
+    """ykcs11 makes and writes PIV keys only for the security officer: the card's management
+    key (48 hex digits). Other modules take the user PIN."""
+    import pkcs11
+
+    from ..errors import AuthenticationError
+    from ..pinentry import ask
+
+    if not _is_ykcs11(ts):
+        ts.login()
+        return
+    env = os.environ.get(SO_PIN_ENV)
+    key = (
+        Secret(env)
+        if env
+        else ask(
+            f"Management key (48 hex digits) for {ts.id.describe()}: ",
+            what=f"the PIV management key of {ts.id.describe()}",
+            hint=f"set {SO_PIN_ENV}",
+            pinentry=ts.pinentry,
+        )
+    )
+    try:
+        new = ts.token.open(rw=True, so_pin=key.reveal())
+    except (pkcs11.PinIncorrect, pkcs11.PinInvalid, pkcs11.PinLenRange):
+        raise AuthenticationError(
+            f"{ts.id.describe()} refused the management key", hint="give the card's 48-hex-digit management key"
+        ) from None
+    except pkcs11.PKCS11Error as e:
+        raise BackendError(f"security-officer login to {ts.id.describe()} failed ({type(e).__name__})") from None
+    ts.session.close()
+    ts.session = new
+    ts.logged_in = True
 
 
 def _public_from_object(pub: Any) -> PublicKeyTypes:
@@ -821,7 +876,12 @@ def health(opts: IdentityOptions) -> list[Check]:
 
 #: PIV key references by the CKA_ID both OpenSC and ykcs11 give them
 PIV_SLOTS = {1: 0x9A, 2: 0x9C, 3: 0x9D, 4: 0x9E, **{5 + i: 0x82 + i for i in range(20)}, 25: 0xF9}
-PIV_SLOT_NAMES = {0x9A: "PIV Authentication", 0x9C: "Digital Signature", 0x9D: "Key Management", 0x9E: "Card Authentication"}
+PIV_SLOT_NAMES = {
+    0x9A: "PIV Authentication",
+    0x9C: "Digital Signature",
+    0x9D: "Key Management",
+    0x9E: "Card Authentication",
+}
 
 
 def _piv_checks(module: str, lib: Any, token: Any, uri: Pkcs11Uri) -> list[Check]:
@@ -871,10 +931,14 @@ def _piv_checks(module: str, lib: Any, token: Any, uri: Pkcs11Uri) -> list[Check
         )
     policy = pcsc.slot_policy(slot, token_id(token).serial or None) if slot is not None else None
     if always is None and slot is not None:  # OpenSC hides key objects before login: the card says
-        always = policy.pin_policy == "always" if policy is not None and policy.pin_policy != "default" else slot == 0x9C
+        always = (
+            policy.pin_policy == "always" if policy is not None and policy.pin_policy != "default" else slot == 0x9C
+        )
     parts = []
     if always is not None:
-        parts.append("always-authenticate: a PIN for each signature (use --reuse-pin)" if always else "PIN once per session")
+        parts.append(
+            "always-authenticate: a PIN for each signature (use --reuse-pin)" if always else "PIN once per session"
+        )
     if policy is not None:
         parts.append(f"PIN policy {policy.pin_policy}, touch policy {policy.touch_policy}")
     if parts:
