@@ -39,8 +39,10 @@ def test_generate_csr_write_certificate_and_get_credentials_ykcs11(
     der = tmp_path / "cert.der"
     der.write_bytes(cert.der)
     write = subprocess.run(
-        ["pkcs11-tool", "--module", YKCS11, "--login", "--login-type", "so", "--so-pin", MGM_HEX]
-        + ["--write-object", str(der), "--type", "cert", "--id", "01"],
+        [
+            *("pkcs11-tool", "--module", YKCS11, "--login", "--login-type", "so", "--so-pin", MGM_HEX),
+            *("--write-object", str(der), "--type", "cert", "--id", "01"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
