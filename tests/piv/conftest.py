@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,17 +20,32 @@ if _missing or os.geteuid() != 0:
     pytest.skip(f"needs root and {', '.join(_missing) or 'nothing else'}", allow_module_level=True)
 
 
+_BASE: list[Path] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """libpcsclite reads PCSCLITE_CSOCK_NAME once per process, at its first use (the hardware
+    tests' YubiKey probe loads ykcs11 before us), so the variable is set before any test runs,
+    and only when PIV tests are selected."""
+    here = Path(__file__).parent
+    if _BASE or not any(here in Path(str(item.path)).parents for item in items):
+        return
+    _BASE.append(Path(tempfile.mkdtemp(prefix="rolesanywhere-piv-")))
+    os.environ["PCSCLITE_CSOCK_NAME"] = str(_BASE[0] / "pcscd.comm")
+
+
 @pytest.fixture(scope="session")
-def piv_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualPiv]:
-    """pcscd + vpcd in a private namespace. libpcsclite keeps the socket name for the whole
-    process, so the variable is set once here and the same path is used all session."""
-    v = VirtualPiv(tmp_path_factory.mktemp("piv"))
-    os.environ.update(v.env)
+def piv_service() -> Iterator[VirtualPiv]:
+    """pcscd + vpcd in a private namespace, its socket where PCSCLITE_CSOCK_NAME already points."""
+    assert _BASE, "pytest_collection_modifyitems sets the socket path"
+    v = VirtualPiv(_BASE[0])
+    assert os.environ.get("PCSCLITE_CSOCK_NAME") == v.env["PCSCLITE_CSOCK_NAME"]
     v.start_pcscd()
     try:
         yield v
     finally:
         v.stop()
+        shutil.rmtree(_BASE[0], ignore_errors=True)
 
 
 @pytest.fixture
@@ -37,6 +54,8 @@ def piv(piv_service: VirtualPiv) -> Iterator[VirtualPiv]:
     provision its slots, then ``piv.insert()``."""
     import pkcs11
 
+    for path in MODULES.values():
+        pkcs11.unload(path)  # loaded earlier in this process (the hardware tests' probe): a stale view
     piv_service.new_card()
     try:
         yield piv_service
