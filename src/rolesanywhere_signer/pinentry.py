@@ -156,7 +156,7 @@ def pinentry_secret(program: str | None, *, description: str, prompt: str = "PIN
             except OSError:
                 pass
         try:
-            proc.wait(2)
+            proc.wait(0.5)  # it exits on BYE or end of input; a stuck one is not waited for
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(2)
