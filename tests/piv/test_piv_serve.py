@@ -98,3 +98,31 @@ def test_touch_notice_on_the_terminal(
 
     assert verify_signature(leaf.cert.public_key(), sig, b"touch me", "sha256")
     assert "touch your security key" in tty.read_text()
+
+
+def test_wrong_signing_pin_on_9c_costs_one_try(
+    piv: VirtualPiv, module: str, pki: PKI, pin_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user PIN is right, the always-authenticate PIN typed for the signature is wrong."""
+    from rolesanywhere_signer.backends import load_signer
+    from rolesanywhere_signer.errors import AuthenticationError
+
+    from .tty import PromptAnswerer
+
+    provision(piv, 0x9C, pki.leaf("ec-p256", cn="piv 9c wrong"))
+    piv.insert()
+    tty = PromptAnswerer("000000")
+    monkeypatch.setenv("ROLESANYWHERE_SIGNER_TTY", tty.path)
+    try:
+        signer = load_signer(IdentityOptions(pkcs11_uri=f"pkcs11:id=%02?pin-source=file:{pin_file}", pkcs11_lib=module))
+        try:
+            with pytest.raises(AuthenticationError, match="wrong PIN") as e:
+                signer.sign(b"x")
+        finally:
+            signer.close()
+    finally:
+        tty.close()
+    assert "2 tries left" in str(e.value) and "000000" not in str(e.value)
+    assert tty.prompts == 1
+    state = piv.state()
+    assert state["pin_retries"] == 2 and state["counters"]["sign"] == 0

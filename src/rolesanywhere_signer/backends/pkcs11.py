@@ -26,6 +26,7 @@ from .pkcs11_token import (
     describe_tokens,
     is_recoverable,
     load_library,
+    locked_error,
     matching_tokens,
     pin_source,
     pinentry_choice,
@@ -532,6 +533,12 @@ class TokenKey:
     def _error(self, e: BaseException) -> BaseException:
         import pkcs11
 
+        if isinstance(e, pkcs11.PinIncorrect):  # the signing PIN of an always-authenticate key
+            self._ctx_pin = None  # never offered again
+            return self._ts.wrong_pin_error()
+        if isinstance(e, pkcs11.PinLocked):
+            self._ctx_pin = None
+            return locked_error(self._ts.id)
         if isinstance(e, pkcs11.PKCS11Error):
             return BackendError(f"{self._ts.id.describe()} refused to sign ({type(e).__name__})")
         return e

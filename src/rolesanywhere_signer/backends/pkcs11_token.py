@@ -365,7 +365,9 @@ class TokenSession:
         if self.logged_in:
             return
         flags = self.flags
-        if flags & CKF_USER_PIN_LOCKED:
+        # ykcs11 keeps the counter it read at connect time: a card unblocked since then still says
+        # "locked"; the card itself is asked before refusing
+        if flags & CKF_USER_PIN_LOCKED and not (self.hw_slot and (self.pin_tries_left() or 0) > 0):
             raise locked_error(self.id)
         protected = bool(flags & CKF_PROTECTED_AUTHENTICATION_PATH)
         pin = None if protected else (self._pin or self._get_pin())
@@ -466,7 +468,7 @@ class TokenSession:
 def locked_error(tid: TokenId, *, now: bool = False) -> AuthenticationError:
     return AuthenticationError(
         f"the user PIN of {tid.describe()} is {'now ' if now else ''}locked",
-        hint="unblock it with the PUK (ykman piv access unblock-pin, or pkcs11-tool --unlock-pin --so-pin PUK)",
+        hint="unblock it with the PUK: ykman piv access unblock-pin, or yubico-piv-tool -a unblock-pin",
     )
 
 
