@@ -31,6 +31,7 @@ def test_credential_process_slot_9a(
             module,
             "--endpoint",
             endpoint.url,
+            "--debug",
             *ARN_ARGS,
         ]
     )
@@ -39,6 +40,7 @@ def test_credential_process_slot_9a(
     c = piv.counters()
     assert (c["verify"], c["sign"]) == (1, 1), c
     assert endpoint.state.sessions_created == 1
+    assert PIN not in proc.stderr  # not even with --debug
 
 
 def test_slot_9c_one_pin_entry_with_reuse_pin(

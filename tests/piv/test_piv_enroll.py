@@ -25,7 +25,9 @@ def test_generate_csr_write_certificate_and_get_credentials_ykcs11(
 ) -> None:
     piv.insert()
     uri = f"pkcs11:id=%01?pin-source=file:{pin_file}"
-    gen = run_cli(["generate-key", "--pkcs11-uri", uri, "--pkcs11-lib", YKCS11, "--key-type", "ec-p256"], env=SO)
+    gen = run_cli(
+        ["generate-key", "--pkcs11-uri", uri, "--pkcs11-lib", YKCS11, "--key-type", "ec-p256", "--debug"], env=SO
+    )
     assert gen.returncode == 0, gen.stderr
     assert MGM_HEX not in gen.stderr + gen.stdout
     public = serialization.load_pem_public_key(gen.stdout.encode())
