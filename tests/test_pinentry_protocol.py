@@ -18,7 +18,7 @@ def _program(tmp_path: Path, body: str) -> str:
 
 
 def _ask(program: str) -> str:
-    return pinentry.pinentry_secret(program, description="PIN for token 't'", what="the PIN").reveal()
+    return pinentry.get_pin(program, description="PIN for token 't'", what="the PIN")
 
 
 def test_a_good_answer_with_escapes(tmp_path: Path) -> None:

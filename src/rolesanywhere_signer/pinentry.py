@@ -3,7 +3,7 @@
 Laptops run credential_process from IDEs and GUIs with no terminal; a pinentry (gnome3, qt,
 curses, tty) asks in a dialog instead. We speak the few commands needed: OPTION, SETTITLE,
 SETDESC, SETPROMPT, GETPIN, BYE. Every read is bounded (line length, total time); the PIN is
-only ever held in a ``Secret``; a cancel is final (no second dialog).
+handed straight to a ``Secret`` by ``secret.from_pinentry``; a cancel is final (no second dialog).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import subprocess
 import time
 
 from .errors import SecretError
-from .secret import Secret
 
 #: the user has this long to answer the dialog
 ANSWER_TIMEOUT = 300.0
@@ -107,8 +106,9 @@ class _Conversation:
             # S (status) and # (comment) lines are informational
 
 
-def pinentry_secret(program: str | None, *, description: str, prompt: str = "PIN:", what: str) -> Secret:
-    """Ask for a secret with a pinentry program; one dialog, a cancel is final."""
+def get_pin(program: str | None, *, description: str, prompt: str = "PIN:", what: str) -> str:
+    """Ask with a pinentry program; one dialog, a cancel is final. The caller wraps the answer
+    in a ``Secret`` at once (this module stays free of ``secret``, which imports it lazily)."""
     path = find_pinentry(program)
     if path is None:
         shown = program or os.environ.get("ROLESANYWHERE_SIGNER_PINENTRY") or "pinentry"
@@ -147,7 +147,7 @@ def pinentry_secret(program: str | None, *, description: str, prompt: str = "PIN
             pass
         if not pin:
             raise SecretError(f"{what} from pinentry is empty")
-        return Secret(pin)
+        return pin
     finally:
         for stream in (proc.stdin, proc.stdout):
             try:
@@ -160,19 +160,3 @@ def pinentry_secret(program: str | None, *, description: str, prompt: str = "PIN
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(2)
-
-
-def ask(prompt: str, *, what: str, hint: str, pinentry: str | None = None) -> Secret:
-    """A secret from the user: the terminal, or a pinentry.
-
-    ``pinentry`` is the explicit choice (``pin-source=pinentry:[PROGRAM]``; "" = the default
-    program). Without it the terminal is used, and when there is none but a graphical session
-    and an installed pinentry, the pinentry asks (credential_process started from an IDE).
-    """
-    from .secret import prompt_secret, terminal_available
-
-    if pinentry is not None:
-        return pinentry_secret(pinentry or None, description=prompt.strip().rstrip(":"), what=what)
-    if not terminal_available() and graphical_session() and find_pinentry() is not None:
-        return pinentry_secret(None, description=prompt.strip().rstrip(":"), what=what)
-    return prompt_secret(prompt, what=what, hint=hint)

@@ -181,9 +181,9 @@ def from_pinentry(program: str | None, description: str, *, what: str) -> Secret
     def get() -> Secret | None:
         if program is None:
             return None
-        from .pinentry import pinentry_secret
+        from .pinentry import get_pin
 
-        return pinentry_secret(program or None, description=description, what=what)
+        return Secret(get_pin(program or None, description=description, what=what))
 
     return get
 
@@ -195,13 +195,26 @@ def from_terminal(prompt: str, *, what: str, hint: str) -> SecretSource:
     (credential_process started by an IDE)."""
 
     def get() -> Secret:
-        if not terminal_available():
-            from .pinentry import ask
-
-            return ask(prompt, what=what, hint=hint)  # pinentry if it can, else the no-terminal error
-        return prompt_secret(prompt, what=what, hint=hint)
+        return ask(prompt, what=what, hint=hint)
 
     return get
+
+
+def ask(prompt: str, *, what: str, hint: str, pinentry: str | None = None) -> Secret:
+    """A secret from the user: the terminal, or a pinentry.
+
+    ``pinentry`` is the explicit choice (``pin-source=pinentry:[PROGRAM]``; "" = the default
+    program). Without it the terminal is used, and when there is none but a desktop session and
+    an installed pinentry, the pinentry asks (credential_process started from an IDE).
+    """
+    from . import pinentry as pe
+
+    description = prompt.strip().rstrip(":")
+    if pinentry is not None:
+        return Secret(pe.get_pin(pinentry or None, description=description, what=what))
+    if not terminal_available() and pe.graphical_session() and pe.find_pinentry() is not None:
+        return Secret(pe.get_pin(None, description=description, what=what))
+    return prompt_secret(prompt, what=what, hint=hint)
 
 
 def first_secret(*sources: SecretSource) -> Secret | None:

@@ -459,7 +459,7 @@ class TokenKey:
             if reuse_pin and ts.pin is not None:
                 self._ctx_pin = ts.pin.reveal()
             else:
-                from ..pinentry import ask
+                from ..secret import ask
 
                 self._ctx_pin = ask(
                     f"PIN to sign with key {_key_name(key)}: ",
@@ -802,7 +802,7 @@ def _login_to_make_keys(ts: TokenSession) -> None:
     import pkcs11
 
     from ..errors import AuthenticationError
-    from ..pinentry import ask
+    from ..secret import ask
 
     if not _is_ykcs11(ts):
         ts.login()
