@@ -302,7 +302,7 @@ class Card:
 
     def _select(self, p1: int, aid: bytes) -> bytes:
         self.state["counters"]["select"] += 1
-        if p1 == 0x04 and aid and PIV_AID.startswith(aid[:5]) and aid[:5] == PIV_AID:
+        if p1 == 0x04 and aid[:5] == PIV_AID:
             self.selected = True
             prop = tlv(0x4F, bytes.fromhex("000010000100")) + tlv(0x79, tlv(0x4F, PIV_AID))
             return self._respond(tlv(0x61, prop))
