@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from ..errors import UsageError
+from ..errors import NoCertificateError, SignerError
 from ..options import IdentityOptions
 from ..signer import Signer
 
@@ -21,7 +21,8 @@ def backend_name(opts: IdentityOptions) -> str:
     key = opts.private_key
     if key and is_tpm_handle(key):
         return "tpm"
-    if key and _file_starts_with_tss2(key):
+    # a TSS2 key file, or a combo file with the TSS2 key and its certificate as --certificate alone
+    if (key or opts.certificate) and _file_starts_with_tss2(key or opts.certificate or ""):
         return "tpm"
     return "pem"
 
@@ -31,9 +32,16 @@ def is_tpm_handle(value: str) -> bool:
 
 
 def _file_starts_with_tss2(path: str) -> bool:
+    from ..inputs import is_inline, read_input
+
+    if is_inline(path):
+        try:
+            return TSS2_MARKER in read_input(path, "key")
+        except SignerError:
+            return False  # the backend reads it again and reports the precise error
     try:
         with open(path, "rb") as f:
-            return TSS2_MARKER in f.read(4096)
+            return TSS2_MARKER in f.read(16384)
     except OSError:
         return False  # the PEM backend reports the precise file error
 
@@ -50,7 +58,14 @@ def load_signer(opts: IdentityOptions) -> Signer:
 
         return tpm.load(opts)
     if not opts.certificate:
-        raise UsageError("--certificate is required", hint="see --help")
+        from ..inputs import is_inline
+
+        if is_inline(opts.private_key):
+            # --private-key - (or env:NAME) alone: one bundle with the certificate and the key
+            from . import pem
+
+            return pem.load(opts)
+        raise NoCertificateError("--certificate is required", hint="see --help")
     from . import pem
 
     return pem.load(opts)

@@ -1,4 +1,4 @@
-"""``read-certificate-data``: describe the certificate(s) a --certificate names."""
+"""``read-certificate-data``: describe the certificate a --certificate names, as the reference does."""
 
 from __future__ import annotations
 
@@ -14,55 +14,60 @@ def register(sub: Any, name: str) -> None:
         name,
         parents=[debug_parent()],
         help="show the certificate(s) that would be used",
-        description="Print key type, serial and base64 DER of a certificate file or pkcs11: URI.",
+        description="Print key type, serial number, base64 DER and algorithms of a certificate; "
+        "list the certificates on a token for a pkcs11: URI.",
     )
     p.add_argument("--certificate", metavar="PATH|URI", required=False)
     p.add_argument("--pkcs11-uri", metavar="URI", help="list certificates on a token matching this URI [ours]")
     p.add_argument("--pkcs11-lib", metavar="PATH", help="PKCS#11 module to load")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="for pkcs11: URIs, one JSON object per certificate (with label, id, attestation) [ours]",
+    )
+    # the reference's certificate-store flags: accepted so that they are refused with a reason
+    for flag in ("--cert-selector", "--system-store-name"):
+        p.add_argument(flag, help=argparse.SUPPRESS, default=None, nargs="?", const=True)
     p.set_defaults(func=run)
 
 
-def certificate_data(cert: Any) -> dict[str, Any]:
-    import base64
-
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    key = cert.public_key()
-    key_type = (
-        "RSA"
-        if isinstance(key, rsa.RSAPublicKey)
-        else "EC"
-        if isinstance(key, ec.EllipticCurvePublicKey)
-        else "unknown"
-    )
-    return {
-        "keyType": key_type,
-        "certificate": base64.b64encode(cert.public_bytes(Encoding.DER)).decode(),
-        "serialNumber": str(cert.serial_number),
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
-        "notAfter": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "algorithms": ["SHA256", "SHA384", "SHA512"],
-    }
-
-
 def run(args: argparse.Namespace) -> int:
-    import json
-
+    from ..certdata import certificate_json
+    from ..cliargs import check_exclusive, refuse_store_flags
     from ..errors import UsageError
 
+    check_exclusive(args)
+    refuse_store_flags(args)
     uri = args.pkcs11_uri or (args.certificate if args.certificate and args.certificate.startswith("pkcs11:") else None)
     if uri:
-        from ..backends import pkcs11
-
-        for entry in pkcs11.list_certificates(uri, args.pkcs11_lib):
-            sys.stdout.write(json.dumps(entry) + "\n")
-        return 0
+        return _list(uri, args)
     if not args.certificate:
         raise UsageError("--certificate is required", hint="see --help")
     from ..certs import load_certificate_file
 
-    for cert in load_certificate_file(args.certificate)[:1]:
-        sys.stdout.write(json.dumps(certificate_data(cert)) + "\n")
+    cert = load_certificate_file(args.certificate)[0]
+    sys.stdout.write(certificate_json(cert))  # no newline, as the reference
+    sys.stdout.flush()
+    return 0
+
+
+def _list(uri: str, args: argparse.Namespace) -> int:
+    import json
+
+    from ..backends import pkcs11
+    from ..certdata import certificate_data, identities_text
+
+    found = pkcs11.list_certificates(uri, args.pkcs11_lib)
+    if args.json:
+        for cert, entry in found:
+            doc = {**entry, **certificate_data(cert)}
+            doc.update(
+                subject=cert.subject.rfc4514_string(),
+                issuer=cert.issuer.rfc4514_string(),
+                notAfter=cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            )
+            sys.stdout.write(json.dumps(doc) + "\n")
+    else:
+        sys.stdout.write(identities_text([(cert, str(entry["uri"])) for cert, entry in found]))
+    sys.stdout.flush()
     return 0
