@@ -101,6 +101,8 @@ def _key(v: Mapping[str, object], env: Mapping[str, str]) -> str:
         or env.get("AWS_ENDPOINT_URL_ROLESANYWHERE")
         or env.get("AWS_ENDPOINT_URL")
         or env.get("AWS_USE_FIPS_ENDPOINT"),
+        # what else picks the endpoint (endpoints.py): dual-stack, and the config file's profile
+        "endpoint_switches": [env.get(k) for k in ("AWS_USE_DUALSTACK_ENDPOINT", "AWS_PROFILE", "AWS_CONFIG_FILE")],
         "verify": v.get("verify", True),
     }
     return str(sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest())

@@ -7,8 +7,9 @@ import random
 from collections.abc import Callable
 from datetime import datetime
 
-from .arn import resolve_endpoint, validate_request
+from .arn import validate_request
 from .credentials import Credentials, parse_create_session
+from .endpoints import resolve_endpoint
 from .errors import EndpointError, ServiceError
 from .logs import get_logger
 from .options import RequestOptions
@@ -60,8 +61,8 @@ def create_session(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Credentials:
     """Get temporary credentials. Retries 5xx, 429 and connection failures; never 4xx."""
-    request, region, anchor = validate_request(opts)
-    endpoint = resolve_endpoint(opts, region, anchor.partition)
+    request, region, _anchor = validate_request(opts)
+    endpoint = resolve_endpoint(region, endpoint=opts.endpoint)
     identity = identity_of(signer)
     policy = retry or RetryPolicy()
     own_transport = transport is None

@@ -416,18 +416,10 @@ def backend_checks(identity: IdentityOptions) -> list[Check]:
 
 
 def _endpoint_url(opts: DoctorOptions, found: _Found) -> str:
-    from .arn import check_endpoint_url, resolve_endpoint
-    from .errors import UsageError
-    from .options import RequestOptions
+    from .endpoints import resolve_endpoint
 
-    explicit = opts.endpoint or os.environ.get("AWS_ENDPOINT_URL_ROLESANYWHERE") or os.environ.get("AWS_ENDPOINT_URL")
-    if explicit:
-        return check_endpoint_url(explicit)
     region = opts.region or (found.anchor.region if found.anchor else None)
-    if not region:
-        raise UsageError("cannot tell which endpoint to check: pass --trust-anchor-arn, --region or --endpoint")
-    partition = found.anchor.partition if found.anchor else "aws"
-    return resolve_endpoint(RequestOptions("", "", "", region=region), region, partition)
+    return resolve_endpoint(region, endpoint=opts.endpoint)
 
 
 def endpoint_checks(opts: DoctorOptions, found: _Found, clock: Clock) -> list[Check]:
