@@ -17,7 +17,7 @@ from ..certs import (
     pem_labels,
 )
 from ..errors import InputError, NotSupportedError, SecretError
-from ..inputs import label, read_input
+from ..inputs import is_inline, label, read_input
 from ..options import IdentityOptions
 from ..secret import Secret, prompt_secret
 from ..signer import DIGESTS, DigestName, algorithm_for_key, hash_algorithm
@@ -230,10 +230,12 @@ def load(opts: IdentityOptions) -> PemSigner:
     cert_flag = "--certificate" if opts.certificate else "--private-key"
     cert_data = read_input(cert_source, "certificate", flag=cert_flag)
     cert_path = label(cert_source)
+    # "--certificate - --private-key -" (or the same env:NAME twice) is one bundle, read once
+    separate_key = bool(opts.private_key) and not (opts.private_key == cert_source and is_inline(cert_source))
     extra: list[x509.Certificate] = []
     key: PrivateKeyTypes
     if not pem_labels(cert_data) and looks_like_pkcs12(cert_data):
-        if opts.private_key and opts.private_key != cert_source:
+        if separate_key:
             raise InputError(f"{cert_path} is a PKCS#12 bundle; it carries its own key, so drop --private-key")
         key, certs = _load_pkcs12(cert_data, cert_path, opts)
         _check_key_type(key, cert_path)
@@ -242,7 +244,7 @@ def load(opts: IdentityOptions) -> PemSigner:
     else:
         certs = parse_certificates(cert_data, cert_path)
         leaf, extra = certs[0], certs[1:]
-        if opts.private_key and opts.private_key != cert_source:
+        if separate_key and opts.private_key:
             key_source = label(opts.private_key)
             key_data = read_input(opts.private_key, "private key", flag="--private-key")
             key = parse_private_key(key_data, key_source, opts)
