@@ -409,3 +409,23 @@ def test_certificate_parsed_from_env_is_the_leaf(pki: PKI) -> None:
     proc = run_cli(["read-certificate-data", "--certificate", "env:C"], env={"C": leaf.pem.decode()})
     assert json.loads(proc.stdout)["serialNumber"] == "4242"
     assert x509.load_der_x509_certificate(base64.b64decode(json.loads(proc.stdout)["certificateData"])) == leaf.cert
+
+
+def test_no_verify_ssl(pki: PKI, tmp_path: Path) -> None:
+    from support.servers import untrusted_tls_endpoint
+
+    _, cert, key = _files(pki, "noverify")
+    with untrusted_tls_endpoint([pki.root.cert], tmp_path / "tls") as ep:
+        args = ["credential-process", "--certificate", cert, "--private-key", key, "--endpoint", ep.url, *ARN_ARGS]
+        assert_one_line_error(run_cli(args), "certificate")
+        proc = run_cli([*args, "--no-verify-ssl"])
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_region_flag_signs_for_that_region(pki: PKI, endpoint: LocalEndpoint) -> None:
+    """The endpoint checks the credential scope against the anchor's region (us-east-2)."""
+    _, cert, key = _files(pki, "region")
+    args = ["credential-process", "--certificate", cert, "--private-key", key, "--endpoint", endpoint.url, *ARN_ARGS]
+    assert run_cli([*args, "--region", "us-east-2"]).returncode == 0
+    assert_one_line_error(run_cli([*args, "--region", "eu-west-1"]), "scope 2")
+    assert "/eu-west-1/rolesanywhere/aws4_request does not match" in run_cli([*args, "--region", "eu-west-1"]).stderr
