@@ -39,10 +39,10 @@ def reference_fixed_message(public_key: Any) -> bytes:
     return b"AWS Roles Anywhere Credential Helper Signing Test" + b"1" + hashlib.sha256(b"IAM RA" + raw).digest()
 
 
-def _files(pki: PKI, stem: str, key_type: str = "ec-p256") -> tuple[Issued, Path, Path]:
+def _files(pki: PKI, stem: str, key_type: str = "ec-p256") -> tuple[Issued, str, str]:
     leaf = pki.leaf(key_type)
     cert, key = pki.leaf_files(stem, leaf)
-    return leaf, cert, key
+    return leaf, str(cert), str(key)
 
 
 # ---- sign-string ---------------------------------------------------------------------------------
@@ -429,3 +429,13 @@ def test_region_flag_signs_for_that_region(pki: PKI, endpoint: LocalEndpoint) ->
     assert run_cli([*args, "--region", "us-east-2"]).returncode == 0
     assert_one_line_error(run_cli([*args, "--region", "eu-west-1"]), "scope 2")
     assert "/eu-west-1/rolesanywhere/aws4_request does not match" in run_cli([*args, "--region", "eu-west-1"]).stderr
+
+
+def test_read_certificate_data_names_keys_outside_the_table(pki: PKI) -> None:
+    """An RSA-1024 or P-224 certificate is still described (the reference prints its family)."""
+    from support.pki import issue
+
+    for key, name in ((rsa.generate_private_key(65537, 1024), "RSA"), (ec.generate_private_key(ec.SECP224R1()), "EC")):
+        cert = pki.write(f"outside-{name}.crt", issue("outside", issuer=pki.root, key=key).pem)
+        doc = json.loads(run_cli(["read-certificate-data", "--certificate", cert]).stdout)
+        assert (doc["keyType"], doc["supportedAlgorithms"][0]) == (name, f"{name}SHA256")

@@ -1,8 +1,8 @@
 """``read-certificate-data`` output, as ``aws_signing_helper`` prints it.
 
 A certificate file gives one compact JSON object with ``keyType``, ``certificateData`` (base64
-DER), ``serialNumber`` (decimal) and ``supportedAlgorithms`` (the reference's names, from
-``KEY_TYPE_NAMES``). Certificates on a PKCS#11 token are listed as the reference's "Matching
+DER), ``serialNumber`` (decimal) and ``supportedAlgorithms`` (the reference's names, from the
+key-type table ``keytypes``). Certificates on a PKCS#11 token are listed as the reference's "Matching
 identities" text.
 """
 
@@ -14,21 +14,31 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cryptography import x509
 
-#: public key algorithm OID -> (keyType, supportedAlgorithms), the reference's names.
-#: One row per key family; ML-DSA certificates carry their variant as both.
-KEY_TYPE_NAMES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "1.2.840.113549.1.1.1": ("RSA", ("RSASHA256", "RSASHA384", "RSASHA512")),  # rsaEncryption
-    "1.2.840.10045.2.1": ("EC", ("ECSHA256", "ECSHA384", "ECSHA512")),  # id-ecPublicKey
-    "2.16.840.1.101.3.4.3.17": ("ML-DSA-44", ("ML-DSA-44",)),
-    "2.16.840.1.101.3.4.3.18": ("ML-DSA-65", ("ML-DSA-65",)),
-    "2.16.840.1.101.3.4.3.19": ("ML-DSA-87", ("ML-DSA-87",)),
-}
-#: any other key: the reference prints an empty type and the bare digest names
-UNKNOWN_KEY_TYPE: tuple[str, tuple[str, ...]] = ("", ("SHA256", "SHA384", "SHA512"))
+#: keytypes family -> the reference's keyType; its supportedAlgorithms are keyType + each digest.
+#: A family missing here (ML-DSA) is named by its row, as the reference does: keyType and the one
+#: algorithm are the variant ("ML-DSA-65").
+FAMILY_NAMES: dict[str, str] = {"rsa": "RSA", "ec": "EC"}
+#: for keys outside the key-type table (RSA-1024, P-224...): the family from the certificate's OID
+OID_FAMILIES: dict[str, str] = {"1.2.840.113549.1.1.1": "rsa", "1.2.840.10045.2.1": "ec"}
+DIGEST_NAMES = ("SHA256", "SHA384", "SHA512")
 
 
 def key_type_names(cert: x509.Certificate) -> tuple[str, tuple[str, ...]]:
-    return KEY_TYPE_NAMES.get(cert.public_key_algorithm_oid.dotted_string, UNKNOWN_KEY_TYPE)
+    """(keyType, supportedAlgorithms) as aws_signing_helper prints them."""
+    from .errors import SignerError
+    from .keytypes import key_type_of
+
+    family: str
+    try:
+        row = key_type_of(cert.public_key())
+        family, variant = row.family, row.name
+    except (SignerError, ValueError, TypeError, NotImplementedError):
+        # a key Roles Anywhere refuses, or one cryptography cannot load: still describe it
+        family, variant = OID_FAMILIES.get(cert.public_key_algorithm_oid.dotted_string, ""), ""
+    if family in FAMILY_NAMES or not variant:
+        name = FAMILY_NAMES.get(family, "")
+        return name, tuple(name + d for d in DIGEST_NAMES)
+    return variant, (variant,)
 
 
 def certificate_data(cert: x509.Certificate) -> dict[str, object]:
