@@ -159,6 +159,12 @@ def test_reference_exclusive_pairs(command: str, a: str, b: str, capsys: pytest.
         args += [f"--{flag}"] if flag in _BOOL else [f"--{flag}", "x"]
     if command in ("credential-process", "serve", "update"):
         args += ARN_ARGS
+    store = next((f for f in (a, b) if f"--{f}" in STORE_FLAGS), None)
+    if store is not None:
+        # the store flag is refused with its reason first (it cannot work on Linux, as in the reference)
+        assert main(args) == 1
+        assert f"--{store} selects from the Windows/macOS certificate stores" in capsys.readouterr().err
+        return
     assert main(args) == 2
     err = capsys.readouterr().err
     assert f"--{a} and --{b} cannot be used together" in err, err

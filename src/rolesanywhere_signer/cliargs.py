@@ -214,8 +214,10 @@ def _warn_argv_secret(flag: str, safer: str) -> None:
 
 
 def identity_from_args(args: argparse.Namespace) -> IdentityOptions:
-    check_exclusive(args)
+    # a store flag is refused with its reason first: "cannot be used together" would send the user
+    # on to a flag that cannot work on Linux either
     refuse_store_flags(args)
+    check_exclusive(args)
     pkcs8 = getattr(args, "pkcs8_password", None)
     if pkcs8 is not None:
         _warn_argv_secret("--pkcs8-password", "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD or the terminal prompt")

@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from ..cliargs import check_exclusive, refuse_store_flags
     from ..errors import UsageError
 
-    check_exclusive(args)
     refuse_store_flags(args)
+    check_exclusive(args)
     uri = args.pkcs11_uri or (args.certificate if args.certificate and args.certificate.startswith("pkcs11:") else None)
     if uri:
         return _list(uri, args)
