@@ -96,10 +96,11 @@ def _cert_from_store(identity: IdentityOptions) -> bool:
         return backend_name(identity) == "pkcs11" and not identity.private_key
     if cert.startswith("pkcs11:"):
         return True
+    from .inputs import read_input
+
     try:
-        with open(cert, "rb") as f:
-            head = f.read(4096)
-    except OSError:
+        head = read_input(cert, "certificate", flag="--certificate")[:4096]  # a file, env:NAME or -
+    except SignerError:
         return False  # the file checks report why
     from .backends.pem import looks_like_pkcs12
     from .certs import pem_labels
@@ -225,10 +226,12 @@ def key_checks(identity: IdentityOptions, found: _Found) -> list[Check]:
     else:
         backend = backend_name(identity)
         if backend == "pem" and not identity.private_key:
+            from .inputs import read_input
+
             try:
-                with open(identity.certificate or "", "rb") as f:
-                    combo = any(lb.endswith("PRIVATE KEY") for lb in pem_labels(f.read(1 << 20)))
-            except OSError:
+                data = read_input(identity.certificate or "", "certificate", flag="--certificate")
+                combo = any(lb.endswith("PRIVATE KEY") for lb in pem_labels(data))
+            except SignerError:
                 combo = False
             if not combo:
                 return [Check(name, "fail", "no --private-key given, and the certificate file holds no key")]

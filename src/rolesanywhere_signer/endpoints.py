@@ -133,7 +133,9 @@ def resolve_endpoint(region: str | None, *, endpoint: str | None = None, env: Ma
             )
         return check_endpoint_url(explicit)
     if not region:
-        raise UsageError("no region to find the endpoint for", hint="pass --region or --endpoint")
+        raise UsageError(
+            "cannot tell which endpoint to use: no region", hint="pass --trust-anchor-arn, --region or --endpoint"
+        )
     p = partition_for(region)
     suffix = p.dualstack_dns_suffix if dual else p.dns_suffix
     return f"https://{SERVICE}{'-fips' if fips else ''}.{region}.{suffix}"
