@@ -20,21 +20,30 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from .errors import UsageError
+from .records import Record
 
 
-class Partition(NamedTuple):
+class Partition(Record):
+    """One AWS partition's endpoint facts (a ``Record``: ``typing`` stays off the cold path)."""
+
+    __slots__ = ("dns_suffix", "dualstack_dns_suffix", "name", "region_regex")
+    _fields = _shown = ("name", "region_regex", "dns_suffix", "dualstack_dns_suffix")
+
     name: str
     region_regex: str
     dns_suffix: str
     dualstack_dns_suffix: str
-    supports_fips: bool = True
-    supports_dualstack: bool = True
+
+    def __init__(self, name: str, region_regex: str, dns_suffix: str, dualstack_dns_suffix: str) -> None:
+        self._init(
+            name=name, region_regex=region_regex, dns_suffix=dns_suffix, dualstack_dns_suffix=dualstack_dns_suffix
+        )
 
 
-#: from botocore/data/partitions.json; the first whose pattern matches wins, "aws" otherwise
+#: from botocore/data/partitions.json (every partition supports FIPS and dual-stack there); the
+#: first whose pattern matches wins, "aws" otherwise
 PARTITIONS: tuple[Partition, ...] = (
     Partition("aws", r"^(us|eu|ap|sa|ca|me|af|il|mx)\-\w+\-\d+$", "amazonaws.com", "api.aws"),
     Partition("aws-cn", r"^cn\-\w+\-\d+$", "amazonaws.com.cn", "api.amazonwebservices.com.cn"),
