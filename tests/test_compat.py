@@ -377,6 +377,13 @@ def test_intermediates_unset_variable(pki: PKI) -> None:
     assert_one_line_error(proc, "environment variable NOPE is not set (from --intermediates env:NOPE)")
 
 
+def test_intermediates_from_stdin_is_refused(pki: PKI) -> None:
+    leaf = pki.leaf()
+    env = {"C": (leaf.pem + leaf.key_pem()).decode()}
+    args = ["credential-process", "--certificate", "env:C", "--intermediates", "-", *ARN_ARGS]
+    assert_one_line_error(run_cli(args, env=env, input=pki.intermediate.pem), "--intermediates cannot be read", 2)
+
+
 def test_stdin_that_is_a_terminal_is_refused(pki: PKI) -> None:
     controller, terminal = pty.openpty()
     try:

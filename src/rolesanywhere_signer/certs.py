@@ -64,6 +64,13 @@ def load_certificate_file(path: str) -> list[x509.Certificate]:
 
 
 def load_intermediates(path: str) -> list[x509.Certificate]:
+    if path == "-":
+        from .errors import UsageError
+
+        raise UsageError(
+            "--intermediates cannot be read from standard input",
+            hint="put the chain after the certificate in the bundle on stdin, or use env:NAME",
+        )
     data = read_input(path, "intermediates", flag="--intermediates")
     certs = parse_certificates(data, label(path), "intermediates")
     return certs
