@@ -59,15 +59,18 @@ def _list(uri: str, args: argparse.Namespace) -> int:
 
     found = pkcs11.list_certificates(uri, args.pkcs11_lib)
     if args.json:
-        for cert, entry in found:
-            doc = {**entry, **certificate_data(cert)}
+        for c in found:
+            doc: dict[str, object] = {"uri": c.uri, "label": c.label, "id": c.id.hex()}
+            doc.update(certificate_data(c.certificate))
             doc.update(
-                subject=cert.subject.rfc4514_string(),
-                issuer=cert.issuer.rfc4514_string(),
-                notAfter=cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                subject=c.certificate.subject.rfc4514_string(),
+                issuer=c.certificate.issuer.rfc4514_string(),
+                notAfter=c.certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
             )
+            if c.attestation:
+                doc["attestation"] = True
             sys.stdout.write(json.dumps(doc) + "\n")
     else:
-        sys.stdout.write(identities_text([(cert, str(entry["uri"])) for cert, entry in found]))
+        sys.stdout.write(identities_text([(c.certificate, c.uri) for c in found]))
     sys.stdout.flush()
     return 0

@@ -79,17 +79,16 @@ def _read_stdin(identity: IdentityOptions) -> bytes:
 
 def _open(identity: IdentityOptions) -> KeyHandle:
     """The certificate's key, checked against it; the key alone when no certificate is named."""
-    from ..backends import load_signer
+    from ..backends import backend_for
     from ..errors import NoCertificateError
 
+    backend = backend_for(identity)
     try:
-        signer = load_signer(identity)
+        signer = backend.load(identity)
     except NoCertificateError:
         if not (identity.private_key or identity.pkcs11_uri):
             raise
-        from .. import keys
-
-        return keys.open_key(identity)
+        return backend.open_key(identity)
     return _SignerKey(signer)
 
 
