@@ -340,7 +340,7 @@ def test_sign_string_signs_the_message_itself(pki: PKI, tmp_path: Path) -> None:
     key, _, cert, key_path = mldsa_identity(pki, tmp_path, "ml-dsa-87")
     message = b"AWS4-X509-MLDSA\n20260101T000000Z\nscope\nabc"
     args = [sys.executable, "-m", "rolesanywhere_signer", "sign-string", "--certificate", str(cert)]
-    args += ["--private-key", str(key_path), "--format", "bin"]
+    args += ["--private-key", str(key_path), "--format", "bin", "--stdin"]  # --stdin: sign these bytes
     proc = subprocess.run(
         args,
         input=message,
