@@ -436,6 +436,7 @@ def test_ec_credential_process_never_imports_mldsa(pki: PKI, endpoint: LocalEndp
         # cryptography's own key-type unions import its ML-DSA classes; ours must stay out
         "seen = sorted(m for m in sys.modules if m in ('rolesanywhere_signer.mldsa', 'rolesanywhere_signer.pkcs8') "
         "or m.startswith('dilithium'))\n"
+        "print()\n"  # credential-process prints its JSON without a newline, as the reference
         "print(json.dumps({'rc': rc, 'seen': seen}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", probe], env=clean_env(), capture_output=True, text=True, timeout=60)
