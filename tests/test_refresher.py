@@ -248,6 +248,9 @@ def test_wrong_password_is_never_retried(pki: PKI, tmp_path: Path, ep: LocalEndp
 def test_certificate_expiry_warnings(
     pki: PKI, tmp_path: Path, ep: LocalEndpoint, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # start at the next noon UTC: the warning is daily by UTC date, and no step below may cross a midnight
+    noon = clock.now.replace(hour=12, minute=0, second=0, microsecond=0)
+    clock.advance((noon - clock.now).total_seconds() % 86400)
     start = clock.now - dt.timedelta(days=40)
     leaf = pki.leaf(not_before=start, not_after=start + dt.timedelta(days=50))  # 10 of 50 days left: 20%
     cert, key = tmp_path / "w.crt", tmp_path / "w.key"
