@@ -285,7 +285,10 @@ def test_nothing_yet_is_503_never_200(identity: IdentityOptions, endpoint: Local
     with CredentialServer(r, ServeConfig(ROLE, port=0, container_token="t")) as server:
         status, body = call(server, "GET", CREDS, {"X-aws-ec2-metadata-token": token(server)})
         assert status == 503
-        assert json.loads(body) == {"Code": "Error", "Message": "no credentials yet: the first CreateSession is under way"}
+        assert json.loads(body) == {
+            "Code": "Error",
+            "Message": "no credentials yet: the first CreateSession is under way",
+        }
         assert call(server, "GET", "/credentials", {"Authorization": "t"})[0] == 503
     assert endpoint.state.sessions_created == 0  # the request path did not sign
 

@@ -142,7 +142,10 @@ def _spec(path: str, name: str, values: dict[str, Any]) -> IdentitySpec:
     try:
         validate_request(request)
     except SignerError as e:
-        raise _bad(path, where, e.message, hint=e.hint or "fix the config file") from None
+        message = e.message  # the flag names of the message are the file's keys without "--"
+        for key in ("trust-anchor-arn", "profile-arn", "role-arn", "region", "role-session-name"):
+            message = message.replace(f"--{key}", key)
+        raise _bad(path, where, message, hint=e.hint or "fix the config file") from None
     return IdentitySpec(
         name=name,
         identity=identity,

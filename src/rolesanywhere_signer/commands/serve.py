@@ -215,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         allow_remote=args.allow_remote,
         container_token=default.container_token if default is not None else None,
     )
+
     # a SIGHUP (a renewal hook) during start-up must not kill the process, as its default action
     # would: until the full handlers are in, it just asks for a reload
     def reload_soon(signum: int, frame: object) -> None:
