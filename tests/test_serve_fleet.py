@@ -217,7 +217,17 @@ container-token-file = "{tmp_path}/broken.token"
         port, metrics_port = free_port(), free_port()
         env = {"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "200000"}
         proc = spawn(
-            ["serve", "--config", str(config), "--port", str(port), "--metrics-listen", f"127.0.0.1:{metrics_port}"],
+            [
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+                "--metrics-listen",
+                f"127.0.0.1:{metrics_port}",
+                "--log-format",
+                "json",
+            ],
             tmp_path,
             env,
         )
@@ -289,7 +299,11 @@ container-token-file = "{tmp_path}/broken.token"
         assert web[1]["SecretAccessKey"] not in text
         log = stop(proc, tmp_path)
         notify.close()
-    assert "identity broken" in log
+    records = [json.loads(line) for line in log.splitlines()]
+    broken = [r for r in records if r.get("identity") == "broken"]
+    assert broken and all(r["level"] == "warning" for r in broken)
+    assert any("refreshing credentials failed" in r["message"] for r in broken)
+    assert not any(r.get("identity") in ("web", "api") and r["level"] == "warning" for r in records)
     for secret in (web[1]["SecretAccessKey"], web[1]["Token"], api[1]["SecretAccessKey"], api[1]["Token"]):
         assert secret not in log and all(secret not in m for m in messages)
 
@@ -533,3 +547,38 @@ def test_example_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     # line about our files is a problem
     problems = [line for line in proc.stderr.splitlines() if str(tmp_path) in line]
     assert not problems, proc.stderr
+
+
+def test_update_json_logs(leaf_files: tuple[Path, Path], endpoint: LocalEndpoint, tmp_path: Path) -> None:
+    creds_file = tmp_path / "credentials"
+    args = ["update", "--once", "--certificate", str(leaf_files[0]), "--private-key", str(leaf_files[1]), *ARN_ARGS]
+    proc = run_cli(
+        [*args, "--endpoint", endpoint.url, "--log-format", "json", "--debug"],
+        env={"AWS_SHARED_CREDENTIALS_FILE": str(creds_file)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert any(r["message"].startswith("wrote profile default") for r in records)
+    secret = next(ln for ln in creds_file.read_text().splitlines() if ln.startswith("aws_secret_access_key"))
+    assert secret.split("=", 1)[1].strip() not in proc.stderr
+
+
+def test_served_identity_repr_hides_the_container_token() -> None:
+    from rolesanywhere_signer.imds import ServedIdentity
+
+    ident = ServedIdentity("web", None, "role", "very-secret-container-token", True)  # type: ignore[arg-type]
+    assert "very-secret-container-token" not in repr(ident)
+
+
+def test_listen_sockets_only_for_this_process() -> None:
+    from rolesanywhere_signer.systemd import Notifier, listen_sockets
+
+    env = {"LISTEN_PID": "1", "LISTEN_FDS": "1"}
+    assert listen_sockets(env) == [] and env == {}  # another process's sockets; the variables are gone
+    env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "many"}
+    with pytest.raises(InputError):
+        listen_sockets(env)
+    assert not Notifier({}).enabled and not Notifier({"NOTIFY_SOCKET": "relative"}).enabled
+    assert Notifier({"NOTIFY_SOCKET": "@abstract"}).enabled
+    assert Notifier({"WATCHDOG_USEC": "3000000"}).watchdog_interval == 1.5
+    assert Notifier({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "1"}).watchdog_interval is None

@@ -244,7 +244,12 @@ def run(args: argparse.Namespace) -> int:
             except SignerError as e:
                 if not several or args.exit_on_failure:
                     raise
-                log.warning("identity %s cannot be loaded (retrying): %s", ident.name, e.diagnostics())
+                log.warning(
+                    "identity %s cannot be loaded (retrying): %s",
+                    ident.name,
+                    e.diagnostics(),
+                    extra={"identity": ident.name},
+                )
         if opened == 0:
             raise InputError("no identity in the config file could be loaded", hint="see the lines above")
         if args.exit_on_failure:
