@@ -175,8 +175,15 @@ def _start_clients(sim: Simulation, tmp_path: Path) -> Callable[[int], None]:
 
 
 @pytest.mark.parametrize("simulation", [("serve", 1), ("serve", 2), ("serve", 3)], indirect=True)
-def test_short_sessions_every_served_credential_has_11_minutes(simulation: Simulation, tmp_path: Path) -> None:
+def test_short_sessions_every_served_credential_has_11_minutes(
+    simulation: Simulation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     simulation.run(HOURS * 3600, _start_clients(simulation, tmp_path))
+    with capsys.disabled():  # the figures the issue asks about
+        print(
+            f"\nserve margins, 900 s sessions, {HOURS} h: {len(simulation.served_left)} credentials served to 8 botocore "
+            f"clients, least time left {min(simulation.served_left):.0f} s, {simulation.refresher.generation} sessions"
+        )
     assert len(simulation.clients) == 8
     assert len(simulation.served_left) > 8 * 3  # the clients really came back for more
     assert min(simulation.served_left) >= SERVED_MIN_LEFT, sorted(simulation.served_left)[:5]
