@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cliargs import debug_parent, identity_parent, log_parent, request_parent
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from ..imds import ServedIdentity
+    from ..serve_config import IdentitySpec
 
 DEFAULT_PORT = 9911
 
@@ -116,7 +123,7 @@ def check_binds(binds: list[str] | None, allow_remote: bool) -> list[str]:
     return out
 
 
-def identity_specs(args: argparse.Namespace) -> list[Any]:
+def identity_specs(args: argparse.Namespace) -> list[IdentitySpec]:
     """The identities to serve: from ``--config``, or the one the flags describe."""
     from ..arn import validate_request
     from ..cliargs import identity_from_args, request_from_args
@@ -138,7 +145,7 @@ def identity_specs(args: argparse.Namespace) -> list[Any]:
     return [IdentitySpec("default", identity_from_args(args), request, args.container_token_file, True)]
 
 
-def status_text(identities: Any, now: Any) -> str:
+def status_text(identities: Sequence[ServedIdentity], now: datetime) -> str:
     """The ``STATUS=`` line: per identity, what is served and until when (never a secret)."""
     parts = []
     for ident in identities:
