@@ -179,7 +179,7 @@ def test_two_identities_a_broken_one_sd_notify_and_metrics(
 
     web_cert, web_key = pki.leaf_files("web", pki.leaf(cn="web"))
     api_cert, api_key = pki.leaf_files("api", pki.leaf(cn="api"))
-    with LocalEndpoint([pki.root.cert]) as ep_web, LocalEndpoint([pki.root.cert]) as ep_api:
+    with LocalEndpoint([pki.root.cert]) as ep:
         config = write_config(
             tmp_path / "serve.toml",
             f"""
@@ -192,7 +192,7 @@ certificate = "{web_cert}"
 private-key = "{web_key}"
 role-arn = "{ROLE_ARN}"
 session-duration = 900
-endpoint = "{ep_web.url}"
+endpoint = "{ep.url}"
 container-token-file = "{tmp_path}/web.token"
 
 [identities.api]
@@ -200,14 +200,14 @@ certificate = "{api_cert}"
 private-key = "{api_key}"
 role-arn = "{OTHER_ROLE_ARN}"
 session-duration = 7200
-endpoint = "{ep_api.url}"
+endpoint = "{ep.url}"
 container-token-file = "{tmp_path}/api.token"
 
 [identities.broken]
 certificate = "{tmp_path}/missing.crt"
 private-key = "{tmp_path}/missing.key"
 role-arn = "{ROLE_ARN}"
-endpoint = "{ep_api.url}"
+endpoint = "{ep.url}"
 container-token-file = "{tmp_path}/broken.token"
 """,
         )
@@ -244,12 +244,14 @@ container-token-file = "{tmp_path}/broken.token"
             return any(m.startswith(prefix) for m in messages)
 
         assert wait_until(lambda: received("READY=1"))
-        assert wait_until(lambda: ep_web.state.sessions_created == 1 and ep_api.state.sessions_created == 1)
+        assert wait_until(lambda: ep.state.sessions_created == 2)
         now = dt.datetime.now(dt.timezone.utc)
         web = get(port, "/credentials/web", {"Authorization": (tmp_path / "web.token").read_text()})
         api = get(port, "/credentials/api", {"Authorization": (tmp_path / "api.token").read_text()})
         assert web[0] == 200 and api[0] == 200
-        assert web[1]["AccessKeyId"] != api[1]["AccessKeyId"]
+        # each path returns its own role's credentials (the endpoint recorded which role it issued them for)
+        assert ep.state.issued[web[1]["AccessKeyId"]] == ROLE_ARN
+        assert ep.state.issued[api[1]["AccessKeyId"]] == OTHER_ROLE_ARN
 
         def left(doc: dict[str, Any]) -> float:
             exp = dt.datetime.strptime(doc["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)

@@ -72,6 +72,8 @@ class EndpointState:
     requests_seen: int = 0
     refusals: list[str] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
+    #: access key id -> role ARN of every session created (tests check who got which role)
+    issued: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -321,6 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.sessions_created += 1
             state.authorizations.append(self.headers.get("Authorization", ""))
+            issued = doc["credentialSet"][0]
+            state.issued[issued["credentials"]["accessKeyId"]] = issued["roleArn"]
         self._send(201, doc)
 
     do_POST = _handle
