@@ -314,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         req = ReceivedRequest(self.command, self.path, list(self.headers.items()), body)
         try:
-            doc = verify_request(req, state)
+            answer = verify_request(req, state)
         except Refusal as r:
             with state.lock:
                 state.refusals.append(f"{r.error_type}: {r.message}")
@@ -323,9 +323,9 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.sessions_created += 1
             state.authorizations.append(self.headers.get("Authorization", ""))
-            issued = doc["credentialSet"][0]
+            issued = answer["credentialSet"][0]
             state.issued[issued["credentials"]["accessKeyId"]] = issued["roleArn"]
-        self._send(201, doc)
+        self._send(201, answer)
 
     do_POST = _handle
     do_GET = _handle
