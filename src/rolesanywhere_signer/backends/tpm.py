@@ -96,8 +96,7 @@ def parse_handle(value: str) -> int:
 
 def key_ref(opts: IdentityOptions) -> KeyRef:
     from ..files import read_input_file
-    from ..tss2 import parse_pem
-    from . import is_tpm_handle
+    from ..tss2 import is_tpm_handle, parse_pem
 
     value = opts.private_key
     if not value:
