@@ -213,6 +213,12 @@ class CredentialServer:
             self._servers.append(Listener(sock, sock.family))
 
     @property
+    def serving(self) -> bool:
+        """Whether the HTTP thread is still running (systemd's watchdog is fed only while it is)."""
+        thread = getattr(self._service, "_thread", None)
+        return thread is not None and thread.is_alive()
+
+    @property
     def port(self) -> int:
         return int(self._servers[0].server_address[1])
 

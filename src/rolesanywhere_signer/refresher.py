@@ -214,9 +214,17 @@ class Refresher:
         return signer.certificate.not_valid_after_utc if signer is not None else None
 
     def open(self) -> None:
-        """Open the certificate and key now (serve checks its configuration before listening)."""
+        """Open the certificate and key now (serve checks its configuration before listening).
+
+        A failure is kept as the last error, so that what is served (503) says why from the start.
+        """
         with self._flight:
-            self._open_signer()
+            try:
+                self._open_signer()
+            except SignerError as e:
+                with self._state_lock:
+                    self._last_error = e
+                raise
 
     def lifetime(self) -> float:
         """Length of the current session in seconds (the requested duration before the first one)."""

@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
             for r in refreshers:
                 r.take_signals()  # in case a refresher's thread is busy in a long CreateSession
             mono = time.monotonic()
-            if watchdog is not None and mono >= next_ping:
+            if watchdog is not None and mono >= next_ping and server.serving:  # a dead HTTP thread starves it
                 notifier.send("WATCHDOG=1")
                 next_ping = mono + watchdog
             if notifier.enabled and mono >= next_status:
