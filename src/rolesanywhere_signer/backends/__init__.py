@@ -13,11 +13,11 @@ PEM key must not pay for importing the PKCS#11 and TPM code.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import UsageError
 from ..options import IdentityOptions
+from ..records import Record
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -66,16 +66,40 @@ class Backend(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class LazyBackend:
-    """A registry line: claims are decided here; the backend's module is imported only when used."""
+class LazyBackend(Record):
+    """A registry line: claims are decided here; the backend's module is imported only when used.
+
+    A ``Record``, not a dataclass: this module is on every cold start (records.py says why).
+    """
+
+    __slots__ = ("certificate_in_store", "claim", "key_in_certificate_file", "module", "name", "title")
+    _fields = _shown = ("name", "title", "claim", "module", "certificate_in_store", "key_in_certificate_file")
 
     name: str
     title: str
     claim: Callable[[IdentityOptions], bool]
     module: Callable[[], ModuleType]  # imports the backend module (a function, so imports stay visible)
-    certificate_in_store: bool = False
-    key_in_certificate_file: bool = False
+    certificate_in_store: bool
+    key_in_certificate_file: bool
+
+    def __init__(
+        self,
+        name: str,
+        title: str,
+        claim: Callable[[IdentityOptions], bool],
+        module: Callable[[], ModuleType],
+        *,
+        certificate_in_store: bool = False,
+        key_in_certificate_file: bool = False,
+    ) -> None:
+        self._init(
+            name=name,
+            title=title,
+            claim=claim,
+            module=module,
+            certificate_in_store=certificate_in_store,
+            key_in_certificate_file=key_in_certificate_file,
+        )
 
     def claims(self, opts: IdentityOptions) -> bool:
         return self.claim(opts)

@@ -20,7 +20,7 @@ from ..errors import InputError, NotSupportedError, SecretError
 from ..files import read_input_file
 from ..keytypes import DigestName, KeyType, key_type_of
 from ..options import IdentityOptions
-from ..secret import Secret, prompt_secret
+from ..secret import Secret, first_secret, from_env, from_terminal, from_value
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -58,12 +58,14 @@ class PemSigner:
 
 
 def _password(opts: IdentityOptions, what: str) -> Secret:
-    if opts.pkcs8_password is not None:
-        return opts.pkcs8_password
-    env = os.environ.get(PASSWORD_ENV)
-    if env:
-        return Secret(env)
-    return prompt_secret(f"Password for {what}: ", what=f"the password for {what}", hint=_PASSWORD_HINT)
+    """--pkcs8-password, the environment, the terminal (secret.py's order)."""
+    password = first_secret(
+        from_value(opts.pkcs8_password),
+        from_env(PASSWORD_ENV),
+        from_terminal(f"Password for {what}: ", what=f"the password for {what}", hint=_PASSWORD_HINT),
+    )
+    assert password is not None  # the terminal source answers or raises
+    return password
 
 
 def _check_key_type(key: PrivateKeyTypes, source: str) -> KeyType:
