@@ -267,9 +267,16 @@ container-token-file = "{tmp_path}/broken.token"
         status, doc = get(port, "/credentials/broken", {"Authorization": (tmp_path / "broken.token").read_text()})
         assert status == 503 and doc["Message"].startswith("no credentials yet: ") and "missing.crt" in doc["Message"]
         assert wait_until(lambda: received("WATCHDOG=1"))
-        assert wait_until(lambda: received("STATUS=") and any("broken: no credentials yet" in m for m in messages))
-        status_line = [m for m in messages if m.startswith("STATUS=")][-1]
-        assert "web: credentials valid until" in status_line and "certificate expires in 30.0 d" in status_line
+        # STATUS= is sent when it changes (at most once a second): wait for the one with both credentials
+
+        def status_with_credentials() -> str | None:
+            received("STATUS=")
+            return next((m for m in reversed(messages) if m.startswith("STATUS=web: credentials valid until")), None)
+
+        assert wait_until(lambda: status_with_credentials() is not None)
+        status_line = status_with_credentials() or ""
+        assert "certificate expires in 30.0 d" in status_line and "api: credentials valid until" in status_line
+        assert "broken: no credentials yet" in status_line
         assert "last error" in status_line
         # metrics, parsed by prometheus_client's own parser
         conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=5)
