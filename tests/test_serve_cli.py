@@ -258,6 +258,17 @@ def test_bad_arn_before_anything(files: tuple[Path, Path]) -> None:
 def test_help_lists_the_flags() -> None:
     proc = run_cli(["serve", "--help"])
     assert proc.returncode == 0
-    for flag in ("--port", "--hop-limit", "--bind", "--allow-remote", "--container-token-file", "--certificate"):
+    for flag in (
+        "--port",
+        "--hop-limit",
+        "--bind",
+        "--allow-remote",
+        "--container-token-file",
+        "--certificate",
+        "--config",
+        "--exit-on-failure",
+        "--metrics-listen",
+        "--log-format",
+    ):
         assert flag in proc.stdout
     json.dumps(proc.stdout)
