@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ..cliargs import debug_parent, identity_parent, log_parent, request_parent
+from ..enroll.cliargs import renewal_parent
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -20,7 +21,13 @@ DEFAULT_PORT = 9911
 def register(sub: Any, name: str) -> None:
     p = sub.add_parser(
         name,
-        parents=[identity_parent(), request_parent(required=False), log_parent(), debug_parent()],
+        parents=[
+            identity_parent(),
+            request_parent(required=False),
+            renewal_parent(long_running=True),
+            log_parent(),
+            debug_parent(),
+        ],
         help="serve credentials like the EC2 instance metadata service (IMDSv2)",
         description="Obtain credentials, keep them fresh in the background, and serve them over IMDSv2 "
         "(AWS_EC2_METADATA_SERVICE_ENDPOINT) and a container credentials endpoint.",
@@ -174,6 +181,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..cli import use_log_format
     from ..credfile import write_private_file
+    from ..enroll.cliargs import renew_options_from_args
+    from ..enroll.install import repair_interrupted_switch
+    from ..enroll.schedule import RenewalThread
+    from ..enroll.schedule import start_for as start_renewal
     from ..errors import InputError, SignerError, UsageError
     from ..imds import CredentialServer, ServeConfig, ServedIdentity, new_container_token, role_name_of
     from ..refresher import SERVE_POLICY, Refresher, handle_signals
@@ -191,8 +202,25 @@ def run(args: argparse.Namespace) -> int:
         from ..metrics import parse_listen
 
         metrics_at = parse_listen(args.metrics_listen, args.allow_remote)
+    renewal = renew_options_from_args(args)
+    if renewal is not None and args.config:
+        raise UsageError(
+            "certificate renewal flags cannot be used with --config", hint="renew with the command-line identity"
+        )
     specs = identity_specs(args)
     several = bool(args.config)
+    if renewal is not None:
+        repair_interrupted_switch(specs[0].identity)
+    renewing: list[RenewalThread] = []  # the renewal thread, once started (read by the metrics hook)
+
+    def renewal_state() -> str:
+        if renewal is None:
+            return "off"
+        if not renewing:
+            return "starting"
+        schedule = renewing[0].schedule
+        return "failing" if schedule.failures else "scheduled"
+
     sockets = listen_sockets()  # socket activation: systemd already listens for us
     if sockets:
         from ..imds import is_loopback
@@ -212,7 +240,16 @@ def run(args: argparse.Namespace) -> int:
         )
         refreshers.append(r)
         token = new_container_token() if spec.container_token_file else None
-        identities.append(ServedIdentity(spec.name, r, role_name_of(spec.request.role_arn), token, spec.default))
+        identities.append(
+            ServedIdentity(
+                spec.name,
+                r,
+                role_name_of(spec.request.role_arn),
+                token,
+                spec.default,
+                renewal_state=renewal_state if renewal is not None else None,
+            )
+        )
     default = next((i for i in identities if i.default), None)
     config = ServeConfig(
         role_name=default.role_name if default is not None else "",
@@ -273,6 +310,10 @@ def run(args: argparse.Namespace) -> int:
         # from here on requests are answered: 503 "no credentials yet" until a first CreateSession works
         for r in refreshers:
             r.start()
+        if renewal is not None:
+            started = start_renewal(renewal, specs[0].identity, specs[0].request, refreshers[0], timeout=args.timeout)
+            if started is not None:
+                renewing.append(started)
         log.info("serving credentials on %s port %d", " and ".join(server.addresses), server.port)
         notifier.send("READY=1")
         watchdog = notifier.watchdog_interval
@@ -294,6 +335,8 @@ def run(args: argparse.Namespace) -> int:
         notifier.send("STOPPING=1")
         log.info("shutting down")
     finally:
+        for thread in renewing:
+            thread.stop()
         server.close()
         if metrics is not None:
             metrics.close()
