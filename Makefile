@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml scripts/install-system.sh
 	bash scripts/install-system.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[pkcs11,tpm,boto3,test,bench,lint]'
+	$(PY) -m pip install -q -e '.[pkcs11,tpm,boto3,metrics,test,bench,lint]'
 	touch $(STAMP)
 
 demo: install

@@ -196,7 +196,28 @@ def _start_serve(ctx: Ctx, endpoint: str) -> tuple[subprocess.Popen[bytes], int,
     )
     b.procs.append(proc)
     _wait_port(port, proc, 30)
-    return proc, port, token_file.read_text().strip()
+    token = token_file.read_text().strip()
+    _wait_credentials(port, token, 30)
+    return proc, port, token
+
+
+def _wait_credentials(port: int, token: str, within: float) -> None:
+    """serve listens before its first CreateSession (503 until then): measure only real answers."""
+    import http.client
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", "/credentials", headers={"Authorization": token})
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.05)
+    raise RuntimeError("serve has no credentials to answer with")
 
 
 def run(ctx: Ctx) -> None:

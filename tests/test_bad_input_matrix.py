@@ -655,15 +655,20 @@ CASES: list[Case] = [
     ),
     Case("serve expired cert", lambda c: c.mode("serve", "expired_cert", "expired_key"), "expired on"),
     Case("serve mismatched key", lambda c: c.mode("serve", "cert", "other_key"), "does not match certificate"),
-    Case("serve endpoint down at start", lambda c: c.mode("serve", "cert", "key", "--port", free_port()), "refused"),
     Case(
-        "serve endpoint refuses at start",
+        "serve endpoint down at start (--exit-on-failure)",
+        lambda c: c.mode("serve", "cert", "key", "--port", free_port(), "--exit-on-failure"),
+        "refused",
+    ),
+    Case(
+        "serve endpoint refuses at start (--exit-on-failure)",
         lambda c: c.mode(
             "serve",
             "cert",
             "key",
             "--port",
             free_port(),
+            "--exit-on-failure",
             endpoint=c.scripted(aws_error(403, "AccessDeniedException", "Untrusted signing certificate")).url,
         ),
         "AccessDeniedException",

@@ -124,6 +124,8 @@ def test_serve_process_survives_a_flapping_endpoint(
         procs.append(p)
         assert wait_until(lambda: _listening(port) or p.poll() is not None), log.read_text()
         assert p.poll() is None, log.read_text()
+        # serve listens before its first CreateSession (503 until then): start once it has credentials
+        assert wait_until(lambda: imds_get(port)[0] == 200), log.read_text()
         t = threading.Thread(target=reader, daemon=True)
         t.start()
         try:
@@ -241,6 +243,7 @@ def test_10000_token_puts_keep_memory_bounded(pki: PKI, tmp_path: Path, procs: l
         )
         procs.append(p)
         assert wait_until(lambda: _listening(port) or p.poll() is not None), log.read_text()
+        assert wait_until(lambda: imds_get(port)[0] == 200), log.read_text()
 
         def put_tokens(n: int) -> str:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)  # keep-alive, as a busy host

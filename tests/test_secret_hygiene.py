@@ -307,6 +307,10 @@ def test_serve_debug_leaks_no_token_or_credentials(
     _wait_port(proc, port)
     status, token = _http(port, "PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "60"})
     assert status == 200 and token
+    # serve listens before its first CreateSession: wait for it (the endpoint counts sessions)
+    deadline = time.monotonic() + 20
+    while endpoint.state.sessions_created < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     status, role = _http(
         port, "GET", "/latest/meta-data/iam/security-credentials/", {"X-aws-ec2-metadata-token": token}
     )

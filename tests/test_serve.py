@@ -280,12 +280,16 @@ def test_hop_limit_default_one_and_configurable(identity: IdentityOptions, endpo
 # ---- never sign on the request path ---------------------------------------------------------------
 
 
-def test_nothing_valid_is_500_never_200(identity: IdentityOptions, endpoint: LocalEndpoint) -> None:
+def test_nothing_yet_is_503_never_200(identity: IdentityOptions, endpoint: LocalEndpoint) -> None:
     r = Refresher(identity, request(endpoint), policy=POLICY)  # never refreshed
     with CredentialServer(r, ServeConfig(ROLE, port=0, container_token="t")) as server:
         status, body = call(server, "GET", CREDS, {"X-aws-ec2-metadata-token": token(server)})
-        assert status == 500 and "no valid credentials" in body
-        assert call(server, "GET", "/credentials", {"Authorization": "t"})[0] == 500
+        assert status == 503
+        assert json.loads(body) == {
+            "Code": "Error",
+            "Message": "no credentials yet: the first CreateSession is under way",
+        }
+        assert call(server, "GET", "/credentials", {"Authorization": "t"})[0] == 503
     assert endpoint.state.sessions_created == 0  # the request path did not sign
 
 

@@ -113,7 +113,10 @@ def test_serve_end_to_end_sighup_and_sigterm(
     token_file = tmp_path / "run" / "token"
     proc = start(serve_args(files, endpoint.url, port, "--debug", "--container-token-file", str(token_file)))
     stopper.append(proc)
-    wait_listening(proc, port)
+    wait_listening(proc, port)  # listening comes first now; the first CreateSession follows at once
+    deadline = time.monotonic() + 10
+    while endpoint.state.sessions_created < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert endpoint.state.sessions_created == 1
     first = imds_credentials(port)
     assert token_file.stat().st_mode & 0o777 == 0o600
@@ -164,12 +167,12 @@ def test_serve_ipv6_loopback(
     assert "127.0.0.1 and ::1" in err
 
 
-def test_first_create_session_happens_before_listening(
+def test_exit_on_failure_makes_the_first_create_session_before_listening(
     files: tuple[Path, Path], pki: PKI, stopper: list[subprocess.Popen[str]]
 ) -> None:
     with LocalEndpoint([pki.root.cert], delay=2) as slow:
         port = free_port()
-        proc = start(serve_args(files, slow.url, port))
+        proc = start(serve_args(files, slow.url, port, "--exit-on-failure"))
         stopper.append(proc)
         t0 = time.monotonic()
         while time.monotonic() - t0 < 1.5:
@@ -181,19 +184,19 @@ def test_first_create_session_happens_before_listening(
         assert proc.wait(10) == 0
 
 
-def test_startup_failure_exits_with_the_error(files: tuple[Path, Path]) -> None:
+def test_exit_on_failure_startup_failure_exits_with_the_error(files: tuple[Path, Path]) -> None:
     port = free_port()
     dead = f"http://127.0.0.1:{free_port()}"
-    proc = run_cli(serve_args(files, dead, port))
+    proc = run_cli(serve_args(files, dead, port, "--exit-on-failure"))
     assert_one_line_error(proc, "cannot connect")
     assert len(proc.stderr.splitlines()) == 1, proc.stderr  # said once: no extra warning line
     assert not listening(port)
 
 
-def test_startup_refusal_exits_with_the_error(files: tuple[Path, Path], pki: PKI) -> None:
+def test_exit_on_failure_startup_refusal_exits_with_the_error(files: tuple[Path, Path], pki: PKI) -> None:
     other = PKI(files[0].parent / "other")
     with LocalEndpoint([other.root.cert]) as untrusting:
-        proc = run_cli(serve_args(files, untrusting.url, free_port()))
+        proc = run_cli(serve_args(files, untrusting.url, free_port(), "--exit-on-failure"))
     assert_one_line_error(proc, "Untrusted signing certificate")
 
 
@@ -255,6 +258,17 @@ def test_bad_arn_before_anything(files: tuple[Path, Path]) -> None:
 def test_help_lists_the_flags() -> None:
     proc = run_cli(["serve", "--help"])
     assert proc.returncode == 0
-    for flag in ("--port", "--hop-limit", "--bind", "--allow-remote", "--container-token-file", "--certificate"):
+    for flag in (
+        "--port",
+        "--hop-limit",
+        "--bind",
+        "--allow-remote",
+        "--container-token-file",
+        "--certificate",
+        "--config",
+        "--exit-on-failure",
+        "--metrics-listen",
+        "--log-format",
+    ):
         assert flag in proc.stdout
     json.dumps(proc.stdout)

@@ -42,19 +42,47 @@ def setup_logging(debug: bool) -> None:
         import logging  # noqa: F401 - installs the handler at once
 
 
-def _install_handler(logging: Any, debug: bool) -> None:
+def _install_handler(logging: Any, debug: bool, json_lines: bool = False) -> None:
     class _Formatter(logging.Formatter):  # type: ignore[misc]  # logging is the module, typed Any
         def format(self, record: Any) -> str:
             if record.levelno >= logging.WARNING:
                 return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
             return f"{PROG}: {record.levelname.lower()}: [{record.name.rsplit('.', 1)[-1]}] {record.getMessage()}"
 
+    class _JsonFormatter(logging.Formatter):  # type: ignore[misc]
+        """One JSON object per line (journald, fleet log pipelines); same messages, so no secret."""
+
+        def format(self, record: Any) -> str:
+            import json
+            import time
+
+            doc = {
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+            identity = getattr(record, "identity", None)
+            if identity:
+                doc["identity"] = identity
+            if record.exc_info and debug:
+                doc["exception"] = self.formatException(record.exc_info)
+            return json.dumps(doc, ensure_ascii=False)
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
+    handler.setFormatter(_JsonFormatter() if json_lines else _Formatter())
     root = logging.getLogger("rolesanywhere_signer")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
     root.propagate = False
+
+
+def use_log_format(fmt: str, debug: bool) -> None:
+    """``--log-format json`` of the long-running commands: swap the handler's formatter."""
+    if fmt == "json":
+        import logging
+
+        _install_handler(logging, debug, json_lines=True)
 
 
 def build_parser(only: str | None = None) -> object:

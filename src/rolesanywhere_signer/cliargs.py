@@ -51,6 +51,18 @@ def debug_parent() -> argparse.ArgumentParser:
     return p
 
 
+def log_parent() -> argparse.ArgumentParser:
+    """``--log-format`` for the long-running commands (serve, update)."""
+    p = Parser(add_help=False)
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object per line for journald and log pipelines (default %(default)s) [ours]",
+    )
+    return p
+
+
 def identity_parent(*, certificate_required: bool = False) -> argparse.ArgumentParser:
     p = Parser(add_help=False)
     g = p.add_argument_group("identity (certificate and key)")

@@ -74,6 +74,8 @@ class EndpointState:
     authorizations: list[str] = field(default_factory=list)
     #: every request answered with 201, as received (tests re-verify them independently)
     accepted: list[ReceivedRequest] = field(default_factory=list)
+    #: access key id -> role ARN of every session created (tests check who got which role)
+    issued: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -264,7 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         req = ReceivedRequest(self.command, self.path, list(self.headers.items()), body)
         try:
-            doc = verify_request(req, state)
+            answer = verify_request(req, state)
         except Refusal as r:
             with state.lock:
                 state.refusals.append(f"{r.error_type}: {r.message}")
@@ -274,7 +276,9 @@ class _Handler(BaseHTTPRequestHandler):
             state.sessions_created += 1
             state.authorizations.append(self.headers.get("Authorization", ""))
             state.accepted.append(req)
-        self._send(201, doc)
+            issued = answer["credentialSet"][0]
+            state.issued[issued["credentials"]["accessKeyId"]] = issued["roleArn"]
+        self._send(201, answer)
 
     do_POST = _handle
     do_GET = _handle

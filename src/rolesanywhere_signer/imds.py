@@ -24,7 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .imds_wire import (
@@ -134,8 +134,25 @@ class ServeConfig:
         return wildcard or host in {b.lower() for b in self.binds}
 
 
+@dataclass(frozen=True)
+class ServedIdentity:
+    """One named identity: its refresher and where it is served.
+
+    The default identity answers IMDS (an instance has one role) and ``/credentials``; every
+    identity with a container token answers ``/credentials/<name>``.
+    """
+
+    name: str
+    refresher: Refresher
+    role_name: str
+    container_token: str | None = field(default=None, repr=False)
+    default: bool = False
+    #: renewal (issue 17) reports its state here for the metrics: "off", "due", "failed", …
+    renewal_state: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+
+
 class CredentialServer:
-    """Listeners on every bound address, sharing one refresher and one token store."""
+    """Listeners on every bound address, sharing one token store; one refresher per identity."""
 
     def __init__(
         self,
@@ -143,9 +160,16 @@ class CredentialServer:
         config: ServeConfig,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        identities: Sequence[ServedIdentity] | None = None,
     ) -> None:
+        #: the default identity's refresher (the only one with the command-line flags)
         self.refresher = refresher
         self.config = config
+        self.identities: tuple[ServedIdentity, ...] = tuple(
+            identities
+            if identities is not None
+            else (ServedIdentity("default", refresher, config.role_name, config.container_token, default=True),)
+        )
         self.tokens = TokenStore(monotonic=monotonic)
         #: bound sockets, one per address (the HTTP layer is imds_server: one asyncio thread)
         self._servers: list[Listener] = []
@@ -179,6 +203,20 @@ class CredentialServer:
                 ) from None
             port = port or int(listener.server_address[1])  # --port 0: every address on the same port
             self._servers.append(listener)
+
+    def adopt(self, sockets: Sequence[socket.socket]) -> None:
+        """Serve on listening sockets handed over by the service manager (socket activation)."""
+        from .imds_server import Listener
+
+        for sock in sockets:
+            self.set_hop_limit(sock, sock.family)
+            self._servers.append(Listener(sock, sock.family))
+
+    @property
+    def serving(self) -> bool:
+        """Whether the HTTP thread is still running (systemd's watchdog is fed only while it is)."""
+        thread = getattr(self._service, "_thread", None)
+        return thread is not None and thread.is_alive()
 
     @property
     def port(self) -> int:

@@ -41,7 +41,7 @@ from .imds_wire import (
 from .refresher import describe_error
 
 if TYPE_CHECKING:
-    from .imds import CredentialServer
+    from .imds import CredentialServer, ServedIdentity
 
 log = logging.getLogger("rolesanywhere_signer.serve")
 
@@ -473,11 +473,20 @@ class Routes:
     def __init__(self, app: CredentialServer) -> None:
         self.app = app
         self.config = app.config
-        token = app.config.container_token
-        self._container_token = token.encode() if token is not None else None
+        #: IMDS serves the default identity (an instance has one role); None: IMDS answers 404
+        self._default = next((i for i in app.identities if i.default), None)
+        #: container path -> (identity, its Authorization token): /credentials/<name>, and
+        #: /credentials for the default identity
+        self._containers: dict[str, tuple[ServedIdentity, bytes]] = {}
+        for ident in app.identities:
+            if ident.container_token is not None:
+                self._containers[f"{CONTAINER_PATH}/{ident.name}"] = (ident, ident.container_token.encode())
+                if ident.default:
+                    self._containers[CONTAINER_PATH] = (ident, ident.container_token.encode())
         self._hosts: dict[str, bool] = {}  # Host header -> allowed (bounded below)
-        #: (credentials object, container answer body, IMDS answer body): rendered once per refresh
-        self._rendered: tuple[object, bytes, bytes] | None = None
+        #: identity name -> (credentials object, container answer body, IMDS answer body):
+        #: rendered once per refresh
+        self._rendered: dict[str, tuple[object, bytes, bytes]] = {}
 
     def _host_ok(self, header: str) -> bool:
         ok = self._hosts.get(header)
@@ -510,28 +519,34 @@ class Routes:
 
     def _get(self, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
         path = path.split("?", 1)[0]
-        if path == CONTAINER_PATH and self._container_token is not None:
+        container = self._containers.get(path)
+        if container is not None:
             given = headers.get("authorization") or ""
-            if not hmac.compare_digest(given.encode(), self._container_token):
+            if not hmac.compare_digest(given.encode(), container[1]):
                 return _json(401, "missing or wrong Authorization token")
-            return self._credentials(container=True)
-        if path.rstrip("/") + "/" == CREDS_PATH or path.startswith(CREDS_PATH):
+            return self._credentials(container[0], container=True)
+        ident = self._default
+        if ident is not None and (path.rstrip("/") + "/" == CREDS_PATH or path.startswith(CREDS_PATH)):
             if not self.app.tokens.valid(headers.get(TOKEN_HEADER.lower())):
                 return _json(401, "missing, unknown or expired IMDSv2 token")
             role = path[len(CREDS_PATH) :] if path.startswith(CREDS_PATH) else ""
             if not role:
-                return 200, response(200, self.config.role_name.encode(), "text/plain")
-            if role.rstrip("/") == self.config.role_name:
-                return self._credentials(container=False)
+                return 200, response(200, ident.role_name.encode(), "text/plain")
+            if role.rstrip("/") == ident.role_name:
+                return self._credentials(ident, container=False)
             return _json(404, "not found")
         return _json(404, "not found")
 
-    def _credentials(self, *, container: bool) -> tuple[int, bytes]:
-        refresher = self.app.refresher
+    def _credentials(self, ident: ServedIdentity, *, container: bool) -> tuple[int, bytes]:
+        refresher = ident.refresher
         creds = refresher.current()  # a cache read: never signs, never waits on a refresh
         if creds is None:
+            if refresher.generation == 0:  # started before the network, or the key is not open yet
+                err = refresher.last_error
+                reason = err.diagnostics() if err is not None else "the first CreateSession is under way"
+                return _json(503, f"no credentials yet: {reason}")
             return _json(500, f"no valid credentials: {describe_error(refresher.last_error)}")
-        rendered = self._rendered
+        rendered = self._rendered.get(ident.name)
         if rendered is None or rendered[0] is not creds:
             obtained = refresher.obtained_at
             doc: dict[str, str] = {
@@ -544,7 +559,7 @@ class Routes:
             imds_doc["LastUpdated"] = (obtained or refresher.now()).strftime(EXPIRATION_FORMAT)
             rendered = (creds, json.dumps(doc).encode(), json.dumps(imds_doc).encode())
             if obtained is not None:  # without it LastUpdated is "now": render per request
-                self._rendered = rendered
+                self._rendered[ident.name] = rendered
         return 200, response(200, rendered[1] if container else rendered[2], "application/json")
 
 

@@ -51,9 +51,22 @@ def _now() -> datetime:
     return now_utc()
 
 
-def refresh_margin(lifetime_seconds: float) -> float:
+#: botocore's IMDS fetcher, handed credentials with less than 10 min + 2..10 min of jitter left,
+#: moves its own idea of their expiry out and asks again only up to 10 minutes later
+#: (``ec2_credential_refresh_window`` 600 s); so whatever serve hands out must outlive that wait,
+#: plus a minute of clock skew between this host, AWS and the client (docs/serve-update.md)
+BOTOCORE_LONGEST_WAIT = 600.0
+CLOCK_SKEW = 60.0
+#: every credential served over IMDS or the container endpoint has at least this many seconds left
+SERVED_MIN_LEFT = BOTOCORE_LONGEST_WAIT + CLOCK_SKEW
+#: serve refreshes this long before ``SERVED_MIN_LEFT`` is reached, so that a slow or once-failed
+#: CreateSession still lands before anything shorter would be handed out
+SERVE_REFRESH_HEADROOM = 30.0
+
+
+def refresh_margin(lifetime_seconds: float, floor: float = 30.0) -> float:
     """Seconds before expiry at which credentials of this lifetime should be replaced."""
-    return max(30.0, lifetime_seconds * REFRESH_FRACTION)
+    return max(floor, lifetime_seconds * REFRESH_FRACTION)
 
 
 def botocore_windows(lifetime_seconds: float) -> tuple[float, float]:
@@ -78,6 +91,13 @@ class RefreshPolicy:
     backoff_max: float = 120.0
     #: retries inside one attempt (connection blips); the refresher's backoff handles the rest
     attempt_retry: RetryPolicy = ATTEMPT_RETRY
+    #: never refresh with less than this many seconds left (serve: ``SERVE_MARGIN``)
+    min_margin: float = 30.0
+
+
+#: serve's margin: a 900 s session is refreshed with 690 s left, every 210 s
+SERVE_MARGIN = SERVED_MIN_LEFT + SERVE_REFRESH_HEADROOM
+SERVE_POLICY = RefreshPolicy(min_margin=SERVE_MARGIN)
 
 
 def file_fingerprint(identity: IdentityOptions) -> tuple[object, ...]:
@@ -116,8 +136,13 @@ class Refresher:
         load_signer: Callable[[IdentityOptions], Signer] | None = None,
         fetch: Fetch | None = None,
         rng: random.Random | None = None,
+        label: str | None = None,
     ) -> None:
         self.identity = identity
+        #: the identity's name in serve's config file: prefixes its log lines, "identity" in JSON logs
+        self.label = label
+        self._who = f"identity {label}: " if label else ""
+        self._extra = {"identity": label} if label else None
         self.request = request
         self._clock = clock
         self._stop = threading.Event()
@@ -155,6 +180,9 @@ class Refresher:
         self.generation = 0
         #: CreateSession attempts made (tests assert single-flight with it)
         self.attempts = 0
+        #: attempts by outcome, for metrics
+        self.succeeded = 0
+        self.failed = 0
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -179,6 +207,25 @@ class Refresher:
         with self._state_lock:
             return self._last_error
 
+    @property
+    def certificate_not_after(self) -> datetime | None:
+        """The open certificate's notAfter (None before the key was opened)."""
+        signer = self._signer
+        return signer.certificate.not_valid_after_utc if signer is not None else None
+
+    def open(self) -> None:
+        """Open the certificate and key now (serve checks its configuration before listening).
+
+        A failure is kept as the last error, so that what is served (503) says why from the start.
+        """
+        with self._flight:
+            try:
+                self._open_signer()
+            except SignerError as e:
+                with self._state_lock:
+                    self._last_error = e
+                raise
+
     def lifetime(self) -> float:
         """Length of the current session in seconds (the requested duration before the first one)."""
         with self._state_lock:
@@ -193,7 +240,7 @@ class Refresher:
             creds = self._creds
         if creds is None:
             return None
-        return creds.expiration - timedelta(seconds=refresh_margin(self.lifetime()))
+        return creds.expiration - timedelta(seconds=refresh_margin(self.lifetime(), self.policy.min_margin))
 
     def needs_refresh(self, min_remaining: float | None = None) -> bool:
         with self._state_lock:
@@ -201,7 +248,7 @@ class Refresher:
             reload = self._reload
         if creds is None or reload:
             return True
-        margin = refresh_margin(self.lifetime()) if min_remaining is None else min_remaining
+        margin = refresh_margin(self.lifetime(), self.policy.min_margin) if min_remaining is None else min_remaining
         return creds.seconds_left(self._clock()) <= margin
 
     # ---- refreshing ----------------------------------------------------------------------------
@@ -287,6 +334,7 @@ class Refresher:
             fatal = isinstance(e, (AuthenticationError, SecretError))
             with self._state_lock:
                 self._failures += 1
+                self.failed += 1
                 self._last_error = e
                 self._fatal = fatal
                 if fatal:
@@ -294,10 +342,12 @@ class Refresher:
                 self._next_attempt = self._clock() + timedelta(seconds=self._backoff())
             # one line per failed attempt; the error text never carries a secret
             (log.warning if log_failure else log.debug)(
-                "refreshing credentials failed (attempt %d): %s%s",
+                "%srefreshing credentials failed (attempt %d): %s%s",
+                self._who,
                 self._failures,
                 e.diagnostics(),
                 "; not retrying until reloaded (SIGHUP)" if fatal else "",
+                extra=self._extra,
             )
             raise
         obtained = self._clock()
@@ -309,10 +359,13 @@ class Refresher:
             self._fatal = False
             self._next_attempt = None
             self.generation += 1
+            self.succeeded += 1
         log.info(
-            "new credentials %s valid until %s",
+            "%snew credentials %s valid until %s",
+            self._who,
             mask_access_key(creds.access_key_id),
             creds.expiration_text(),
+            extra=self._extra,
         )
         return creds
 
@@ -340,7 +393,12 @@ class Refresher:
         if self._signer is not None and not self._reload and fingerprint == self._fingerprint:
             return self._signer
         if self._signer is not None:
-            log.info("certificate or key changed (or reload asked): opening %s again", self.identity.key_source())
+            log.info(
+                "%scertificate or key changed (or reload asked): opening %s again",
+                self._who,
+                self.identity.key_source(),
+                extra=self._extra,
+            )
         load: Callable[[IdentityOptions], Signer]
         if self._load_signer is not None:
             load = self._load_signer
@@ -356,7 +414,12 @@ class Refresher:
                 raise
             # a rotation caught half-written: keep signing with the previous files; the changed
             # fingerprint makes the next due refresh try again (an explicit reload is not repeated)
-            log.warning("cannot open the changed certificate or key yet (%s); using the previous one", e.diagnostics())
+            log.warning(
+                "%scannot open the changed certificate or key yet (%s); using the previous one",
+                self._who,
+                e.diagnostics(),
+                extra=self._extra,
+            )
             self._reload = False
             return old
         old, self._signer, self._fingerprint, self._reload = self._signer, new, fingerprint, False
@@ -424,14 +487,20 @@ class Refresher:
                 self._cert_warned_day = day
                 self._cert_warned_fraction = True
                 log.warning(
-                    "the certificate expires in %.1f days (%s): renew it; serve/update pick up the new file",
+                    "%sthe certificate expires in %.1f days (%s): renew it; serve/update pick up the new file",
+                    self._who,
                     max(0.0, left / 86400),
                     when,
+                    extra=self._extra,
                 )
         elif left <= CERT_WARN_FRACTION * life and not self._cert_warned_fraction:
             self._cert_warned_fraction = True
             log.warning(
-                "the certificate has %d%% of its life left (expires %s): plan its renewal", left * 100 // life, when
+                "%sthe certificate has %d%% of its life left (expires %s): plan its renewal",
+                self._who,
+                left * 100 // life,
+                when,
+                extra=self._extra,
             )
 
     # ---- background loop -----------------------------------------------------------------------
@@ -528,13 +597,17 @@ def describe_error(err: SignerError | None) -> str:
     return err.diagnostics() if err is not None else "no credentials have been obtained yet"
 
 
-def handle_signals(refresher: Refresher) -> None:
-    """SIGTERM/SIGINT: clean shutdown; SIGHUP: re-open the certificate and key.
+def handle_signals(*refreshers: Refresher) -> None:
+    """SIGTERM/SIGINT: clean shutdown; SIGHUP: re-open the certificate and key (of every refresher).
 
-    The handlers only post to the refresher (no locks, no logging): the loops act on it.
+    The handlers only post to the refreshers (no locks, no logging): the loops act on it.
     """
     import signal
 
-    signal.signal(signal.SIGTERM, lambda signum, frame: refresher.post_signal("stop"))
-    signal.signal(signal.SIGINT, lambda signum, frame: refresher.post_signal("stop"))
-    signal.signal(signal.SIGHUP, lambda signum, frame: refresher.post_signal("reload"))
+    def post(what: str) -> None:
+        for refresher in refreshers:
+            refresher.post_signal(what)
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: post("stop"))
+    signal.signal(signal.SIGINT, lambda signum, frame: post("stop"))
+    signal.signal(signal.SIGHUP, lambda signum, frame: post("reload"))

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..cliargs import debug_parent, identity_parent, request_parent
+from ..cliargs import debug_parent, identity_parent, log_parent, request_parent
 from ..enroll.cliargs import renewal_parent
 
 
 def register(sub: Any, name: str) -> None:
     p = sub.add_parser(
         name,
-        parents=[identity_parent(), request_parent(), renewal_parent(long_running=True), debug_parent()],
+        parents=[identity_parent(), request_parent(), renewal_parent(long_running=True), log_parent(), debug_parent()],
         help="write temporary credentials into the AWS shared credentials file and keep them fresh",
         description="Write credentials into AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials), changing "
         "only the three credential keys of --profile, and refresh them ahead of expiry.",
@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import signal
 
     from ..arn import validate_request
+    from ..cli import use_log_format
     from ..cliargs import identity_from_args, request_from_args
     from ..credfile import check_profile_name, credentials_path, locked, prepare_directory, resolve_target
     from ..credfile import write_credentials as write
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError, SignerError
     from ..refresher import MAX_SLEEP, Refresher, handle_signals
 
+    use_log_format(args.log_format, args.debug)
     log = logging.getLogger("rolesanywhere_signer.update")
     profile = check_profile_name(args.profile)
     renewal = renew_options_from_args(args)
