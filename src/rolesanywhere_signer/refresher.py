@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from .cancel import CancelToken
 from .credentials import Credentials, mask_access_key
 from .errors import AuthenticationError, BackendError, SecretError, SignerError
 from .options import IdentityOptions, RequestOptions
 from .retry import RetryPolicy
-from .transport import DEFAULT_TIMEOUT
+from .transport import DEFAULT_TIMEOUT, Cancelled
 
 if TYPE_CHECKING:
     from .signer import Signer
@@ -129,6 +130,8 @@ class Refresher:
         os.set_blocking(self._wake_w, False)
         self._signalled_reload = False
         self._signalled_stop = False
+        #: shuts the socket of an attempt in flight on stop (signal-safe: see cancel.py)
+        self._cancel = CancelToken()
         # the default wait returns early on stop(), reload() and signals; tests pass a no-op instead
         self._wait: Callable[[float], object] = wait or self._default_wait
         self.policy = policy or RefreshPolicy()
@@ -233,6 +236,8 @@ class Refresher:
         Raises the attempt's error (the last good credentials stay in place). ``log_failure=False``
         is for callers that report the raised error themselves (start-up), so it is said once.
         """
+        if self._cancel.cancelled:
+            raise Cancelled("cancelled: shutting down")
         seen = self.attempts
         with self._flight:
             if self.attempts != seen:  # someone else attempted while we waited for the lock
@@ -267,6 +272,8 @@ class Refresher:
         try:
             try:
                 creds = self._fetch_once()
+            except Cancelled:
+                raise
             except SignerError:
                 raise
             except Exception:  # a broken signer object (a backend bug): open the key afresh, once
@@ -276,14 +283,22 @@ class Refresher:
                     creds = self._fetch_once()
                 except SignerError:
                     raise
-                except Exception as bug:  # a backend bug must not end serve or update
+                except Exception as bug:
+                    if self._cancel.cancelled:
+                        raise Cancelled(
+                            "cancelled: shutting down"
+                        ) from None  # a backend bug must not end serve or update
                     log.debug("unexpected error during refresh", exc_info=True)
                     self._reload = True
                     raise BackendError(
                         f"refreshing failed unexpectedly ({type(bug).__name__})",
                         hint="run with --debug and report it",
                     ) from None
+        except Cancelled:
+            raise  # a shutdown, not a failure: nothing to count, back off from or log
         except SignerError as e:
+            if self._cancel.cancelled:
+                raise Cancelled("cancelled: shutting down") from None
             fatal = isinstance(e, (AuthenticationError, SecretError))
             with self._state_lock:
                 self._failures += 1
@@ -324,7 +339,12 @@ class Refresher:
         from .client import create_session
 
         return create_session(
-            signer, self.request, clock=self._clock, retry=self.policy.attempt_retry, timeout=self._timeout
+            signer,
+            self.request,
+            clock=self._clock,
+            retry=self.policy.attempt_retry,
+            timeout=self._timeout,
+            cancel=self._cancel,
         )
 
     def _backoff(self) -> float:
@@ -382,6 +402,7 @@ class Refresher:
             self._signalled_reload = True
         else:
             self._signalled_stop = True
+            self._cancel.cancel()  # an attempt in flight (maybe on this very thread) ends now
         self._poke()
 
     def take_signals(self) -> None:
@@ -497,6 +518,7 @@ class Refresher:
     def request_stop(self) -> None:
         """Ask the loop to end without waiting for it (signal handlers use ``post_signal``)."""
         self._stop.set()
+        self._cancel.cancel()
         self._poke()
 
     @property
@@ -506,15 +528,22 @@ class Refresher:
     def stop(self) -> None:
         self.request_stop()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=self._timeout + 5)
+            # the cancelled attempt ends at once; a key backend stuck in a call cannot be
+            # interrupted, and the daemon thread must not hold up the process's exit
+            self._thread.join(timeout=1.5)
 
     def close(self) -> None:
         """Stop the loop and release the signer (token sessions, TPM handles)."""
         self.stop()
-        with self._flight:
-            signer, self._signer = self._signer, None
-        if signer is not None:
-            signer.close()
+        if not self._flight.acquire(timeout=0.3):
+            log.debug("an attempt is still in a key backend call; leaving the signer to process exit")
+        else:
+            try:
+                signer, self._signer = self._signer, None
+            finally:
+                self._flight.release()
+            if signer is not None:
+                signer.close()
         # -1 first: a late signal then pokes nothing, never a reused descriptor number
         w, self._wake_w = self._wake_w, -1
         if w >= 0:

@@ -43,6 +43,20 @@ def register(sub: Any, name: str) -> None:
         help="enable GET /credentials and write its random Authorization token here (0600), "
         "for AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE [ours]",
     )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=256,
+        metavar="N",
+        help="open connections at most, 1..65536; past it the oldest idle one is dropped (default %(default)s) [ours]",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="time a client has to send its request headers, 0.1..60 (default %(default)s) [ours]",
+    )
     p.set_defaults(func=run)
 
 
@@ -91,12 +105,17 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..imds import CredentialServer, ServeConfig, new_container_token, role_name_of
     from ..refresher import Refresher, handle_signals
+    from ..transport import Cancelled
 
     log = logging.getLogger("rolesanywhere_signer.serve")
     if not 1 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is out of range", hint="use 1..65535")
     if not 1 <= args.hop_limit <= 255:
         raise UsageError(f"--hop-limit {args.hop_limit} is out of range", hint="use 1..255")
+    if not 1 <= args.max_connections <= 65536:
+        raise UsageError(f"--max-connections {args.max_connections} is out of range", hint="use 1..65536")
+    if not 0.1 <= args.header_timeout <= 60:  # also refuses nan
+        raise UsageError(f"--header-timeout {args.header_timeout:g} is out of range", hint="use 0.1..60 seconds")
     binds = check_binds(args.bind, args.allow_remote)
     identity = identity_from_args(args)
     request = request_from_args(args)
@@ -109,7 +128,12 @@ def run(args: argparse.Namespace) -> int:
         hop_limit=args.hop_limit,
         allow_remote=args.allow_remote,
         container_token=token,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
     )
+    from ..imds_server import raise_nofile_limit
+
+    raise_nofile_limit()  # systemd and shells default to a soft limit of 1024
     refresher = Refresher(identity, request, timeout=args.timeout)
     # a SIGHUP (a renewal hook) during start-up must not kill the process, as its default action
     # would: until the full handlers are in, it just asks for a reload
@@ -119,9 +143,14 @@ def run(args: argparse.Namespace) -> int:
         server.bind()  # a busy port fails now, before any PIN prompt or CreateSession
         if token is not None:
             write_private_file(args.container_token_file, token.encode())
-        # the first CreateSession happens before listening; its failure ends serve, said once by main()
-        refresher.refresh(log_failure=False)
+        # SIGTERM/SIGINT cancel even the first CreateSession (exit 0, within 2 s)
         handle_signals(refresher)
+        # the first CreateSession happens before listening; its failure ends serve, said once by main()
+        try:
+            refresher.refresh(log_failure=False)
+        except Cancelled:
+            log.info("shutting down")
+            return 0
         server.start()
         refresher.start()
         log.info("serving credentials on %s port %d", " and ".join(server.addresses), server.port)

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..credfile import write_credentials as write
     from ..errors import InputError, SignerError
     from ..refresher import MAX_SLEEP, Refresher, handle_signals
+    from ..transport import Cancelled
 
     log = logging.getLogger("rolesanywhere_signer.update")
     profile = check_profile_name(args.profile)
@@ -49,15 +50,18 @@ def run(args: argparse.Namespace) -> int:
     # a SIGHUP (a renewal hook) during start-up must not kill the process, as its default action
     # would: until the full handlers are in, it just asks for a reload
     signal.signal(signal.SIGHUP, lambda signum, frame: refresher.post_signal("reload"))
+    handle_signals(refresher)  # SIGTERM/SIGINT cancel even the first CreateSession (exit 0)
     try:
         # the first CreateSession must work: bad settings end here, said once by main()
-        creds = refresher.refresh(log_failure=False)
+        try:
+            creds = refresher.refresh(log_failure=False)
+        except Cancelled:
+            return 0
         written_path = write(path, profile, creds)
         written = refresher.generation
         log.info("wrote profile %s in %s, valid until %s", profile, written_path, creds.expiration_text())
         if args.once:
             return 0
-        handle_signals(refresher)
         while not refresher.stopping:
             # tick() compares wall-clock expiry, so a suspend/resume is caught on the next wake-up
             delay = refresher.tick()
