@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import errno
+import functools
 import hmac
 import html
 import json
@@ -89,6 +90,9 @@ HEADER_TIMEOUT = 5.0
 #: descriptors kept for everything but connections (listeners, the loop, the refresher, files)
 FD_RESERVE = 24
 SWEEP_INTERVAL = 0.5
+#: connections accepted per readiness of a listener, and the pause after running out of descriptors
+ACCEPT_BATCH = 64
+ACCEPT_RETRY = 0.1
 
 
 class Headers(dict[str, str]):
@@ -276,9 +280,11 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._scheduled = False  # a turn is queued: requests are left in buf
         self._reading = True
+        self._dropped = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        self.service.opening -= 1
         self.transport = transport
         self.peer = transport.get_extra_info("peername") or ("?",)
         self.peer_ok = is_loopback(str(self.peer[0]))
@@ -296,7 +302,10 @@ class _Connection(asyncio.Protocol):
         self.service.admit(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.service.connections.pop(self, None)
+        if self._dropped:
+            self.service.closing_fds -= 1
+        else:
+            self.service.connections.pop(self, None)
         self.closing = True
 
     @property
@@ -305,9 +314,12 @@ class _Connection(asyncio.Protocol):
         return self.head_started is None and not self.buf and self.pending is None
 
     def drop(self) -> None:
+        """Abort: asyncio closes the socket on the next turn of the loop (counted until then)."""
         self.closing = True
-        self.service.connections.pop(self, None)
-        if self.transport is not None:
+        if not self._dropped and self.transport is not None:
+            self._dropped = True
+            self.service.connections.pop(self, None)
+            self.service.closing_fds += 1
             self.transport.abort()
 
     # reading stops while answers are queued (a client that does not read them) or while
@@ -408,7 +420,10 @@ class _Connection(asyncio.Protocol):
         # scan only what came since the last look: a client trickling a byte at a time must not
         # make every packet rescan up to 128 KiB
         start = max(0, self.scanned - 2)
-        a, b = buf.find(b"\n\r\n", start), buf.find(b"\n\n", start)
+        a = buf.find(b"\n\r\n", start)
+        # a bare-LF end counts only before the first CRLF one: searching the whole buffer for it
+        # would rescan every pipelined request behind this one (quadratic under a flood)
+        b = buf.find(b"\n\n", start, a + 2 if a >= 0 else len(buf))
         ends = [(i, n) for i, n in ((a, 3), (b, 2)) if i >= 0]
         if not ends:
             self.scanned = len(buf)
@@ -497,7 +512,10 @@ class HttpService:
         self.max_connections = max_connections
         self._fd_soft = _nofile_soft()
         self.header_timeout = header_timeout
-        self._servers: list[asyncio.AbstractServer] = []
+        self._readers: list[int] = []
+        #: connections accepted and not yet made, and dropped ones not yet closed: both hold a descriptor
+        self.opening = 0
+        self.closing_fds = 0
         self._ready = threading.Event()
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -511,37 +529,73 @@ class HttpService:
         return max(1, min(self.max_connections, self._fd_soft - FD_RESERVE))
 
     def admit(self, conn: _Connection) -> None:
-        """Register a new connection; past the cap, evict the oldest idle (else oldest half-sent) one."""
+        self.connections[conn] = None
+
+    def _evict_one(self) -> bool:
+        """Drop the oldest idle connection, else the one that has been sending its headers longest."""
         conns = self.connections
-        cap = self.cap
-        while len(conns) >= cap:
-            victim = next((c for c in conns if c.idle), None)
-            if victim is None:  # none idle: the one that has been sending its headers longest
-                victim = min(conns, key=lambda c: c.head_started if c.head_started is not None else c.last)
+        if not conns:
+            return False
+        victim = next((c for c in conns if c.idle), None)
+        if victim is None:
+            victim = min(conns, key=lambda c: c.head_started if c.head_started is not None else c.last)
+        self.shed += 1
+        victim.drop()
+        return True
+
+    def _accept(self, listener: Listener) -> None:
+        """Accept what is waiting, never past the cap: descriptors of dropped connections are
+        counted until asyncio has closed them, so ``accept`` does not run out of them."""
+        for _ in range(ACCEPT_BATCH):
+            if len(self.connections) + self.closing_fds + self.opening >= self.cap:
+                self._evict_one()  # room on the next turn of the loop, when its socket is closed
+                return
+            try:
+                sock, _ = listener.socket.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as e:
+                if e.errno in _RESOURCE_ERRNOS:
+                    self._out_of_descriptors(e, listener)
+                else:
+                    log.debug("accept failed: %s", e.strerror or type(e).__name__)
+                return
+            sock.setblocking(False)
+            self.opening += 1
+            conn = _Connection(self, listener)
+            task = self.loop.create_task(self.loop.connect_accepted_socket(functools.partial(_same, conn), sock))
+            task.add_done_callback(functools.partial(self._opened, conn, sock))
+
+    def _opened(self, conn: _Connection, sock: socket.socket, task: asyncio.Task[Any]) -> None:
+        failed = task.cancelled() or task.exception() is not None
+        if failed and conn.transport is None:  # failed before connection_made
+            self.opening -= 1
+            sock.close()
+
+    def _out_of_descriptors(self, exc: OSError, listener: Listener) -> None:
+        """EMFILE/ENFILE with descriptors used elsewhere: shed idle connections, warn once a
+        minute, and stop accepting for a moment (the listener would be ready on every turn)."""
+        idle = [c for c in self.connections if c.idle] or list(self.connections)
+        for conn in idle[: max(4, len(idle) // 4)]:
             self.shed += 1
-            victim.drop()
-        conns[conn] = None
+            conn.drop()
+        now = time.monotonic()
+        if now - self._warned_at >= 60.0:
+            self._warned_at = now
+            log.warning(
+                "out of file descriptors (%s) with %d connections: dropping idle ones; "
+                "raise the open-files limit (LimitNOFILE) or lower --max-connections",
+                exc.strerror or type(exc).__name__,
+                len(self.connections),
+            )
+        fd = listener.socket.fileno()
+        self.loop.remove_reader(fd)
+        self.loop.call_later(ACCEPT_RETRY, self.loop.add_reader, fd, self._accept, listener)
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """asyncio's errors, one line each, never a traceback; out of descriptors: shed and recover."""
-        exc = context.get("exception")
-        if isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:
-            # accept() failed (asyncio retries it in a second): free descriptors for the next one
-            idle = [c for c in self.connections if c.idle] or list(self.connections)
-            for conn in idle[: max(4, len(idle) // 4)]:
-                self.shed += 1
-                conn.drop()
-            now = time.monotonic()
-            if now - self._warned_at >= 60.0:
-                self._warned_at = now
-                log.warning(
-                    "out of file descriptors (%s) with %d connections: dropping idle ones; "
-                    "raise the open-files limit (LimitNOFILE) or lower --max-connections",
-                    exc.strerror or type(exc).__name__,
-                    len(self.connections),
-                )
-            return
+        """asyncio's own errors: one debug line each, never a traceback on stderr."""
         if log.isEnabledFor(logging.DEBUG):
+            exc = context.get("exception")
             log.debug("serve: %s (%s)", context.get("message", "error"), type(exc).__name__ if exc else "-")
 
     def start(self) -> None:
@@ -571,12 +625,9 @@ class HttpService:
 
     async def _listen(self) -> None:
         for listener in self.listeners:
-
-            def factory(listener: Listener = listener) -> _Connection:
-                return _Connection(self, listener)
-
-            server = await self.loop.create_server(factory, sock=listener.socket, backlog=BACKLOG)
-            self._servers.append(server)
+            listener.socket.setblocking(False)
+            self.loop.add_reader(listener.socket.fileno(), self._accept, listener)
+            self._readers.append(listener.socket.fileno())
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _sweep(self) -> None:
@@ -595,8 +646,8 @@ class HttpService:
     def _shutdown(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for server in self._servers:
-            server.close()
+        for fd in self._readers:
+            self.loop.remove_reader(fd)
         for conn in list(self.connections):
             conn.drop()
         self.connections.clear()
@@ -615,6 +666,10 @@ class HttpService:
         self._thread = None
         for listener in self.listeners:
             listener.socket.close()
+
+
+def _same(conn: _Connection) -> _Connection:
+    return conn
 
 
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})

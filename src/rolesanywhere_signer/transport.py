@@ -358,7 +358,7 @@ class _DeadlineSocket:
         return io.BufferedReader(_DeadlineReader(self))
 
     def close(self) -> None:
-        self.sock.close()
+        pass  # http.client closes a Connection: close socket before the body is read; send() closes it
 
 
 class _DeadlineReader(io.RawIOBase):
