@@ -51,9 +51,11 @@ def start_serve(pki: PKI, endpoint: LocalEndpoint, tmp_path: Path) -> Iterator[C
 
         with open(err, "wb") as e:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "rolesanywhere_signer", "serve", "--certificate", str(cert)]
-                + ["--private-key", str(key), *ARN_ARGS, "--endpoint", endpoint.url]
-                + ["--port", str(port), "--bind", "127.0.0.1", *extra],
+                [
+                    *(sys.executable, "-m", "rolesanywhere_signer", "serve", "--certificate", str(cert)),
+                    *("--private-key", str(key), *ARN_ARGS, "--endpoint", endpoint.url),
+                    *("--port", str(port), "--bind", "127.0.0.1", *extra),
+                ],
                 env=clean_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -213,7 +215,7 @@ def test_smuggling_attempts_get_400_and_a_close(start_serve: Callable[..., Serve
 
 
 def test_serve_raises_its_open_files_soft_limit(start_serve: Callable[..., Serve]) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard < 1024:
         pytest.skip("needs a finite hard limit of at least 1024")
     serve = start_serve(nofile=(256, hard))
