@@ -91,13 +91,13 @@ def test_credential_process_through_a_proxy(
     auth: bool,
 ) -> None:
     ep = https_endpoint if endpoint_tls else endpoint
-    with ConnectProxy(tls=tls if proxy_tls else None, auth=(USER, PASSWORD) if auth else None) as proxy:
-        with Tap(proxy.port) as tap:
-            creds = f"{USER}:{PASSWORD}@" if auth else ""
-            url = f"{'https' if proxy_tls else 'http'}://{creds}127.0.0.1:{tap.port}"
-            var = "HTTPS_PROXY" if endpoint_tls else "HTTP_PROXY"
-            proc = run_cli(["credential-process", *leaf_args, "--endpoint", ep.url], env=proxy_env(tls, var, url))
-            raw = tap.raw
+    proxy = ConnectProxy(tls=tls if proxy_tls else None, auth=(USER, PASSWORD) if auth else None)
+    with proxy, Tap(proxy.port) as tap:
+        creds = f"{USER}:{PASSWORD}@" if auth else ""
+        url = f"{'https' if proxy_tls else 'http'}://{creds}127.0.0.1:{tap.port}"
+        var = "HTTPS_PROXY" if endpoint_tls else "HTTP_PROXY"
+        proc = run_cli(["credential-process", *leaf_args, "--endpoint", ep.url], env=proxy_env(tls, var, url))
+        raw = tap.raw
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert ep.state.sessions_created == 1
