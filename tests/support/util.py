@@ -36,8 +36,12 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# Arguments may be paths: they are passed through str() like a shell would.
+CliArg = str | os.PathLike[str]
+
+
 def run_cli(
-    args: Sequence[str],
+    args: Sequence[CliArg],
     *,
     env: Mapping[str, str] | None = None,
     input: bytes | None = None,
@@ -56,7 +60,7 @@ def run_cli(
     )
 
 
-def run_cli_as_nobody(args: Sequence[str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli_as_nobody(args: Sequence[CliArg], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the CLI as uid/gid 65534 (``setpriv``): tests run as root, which reads any file."""
     import cryptography
 
