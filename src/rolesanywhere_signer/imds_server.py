@@ -81,7 +81,7 @@ _SINGLE = frozenset({"host", "content-length"})
 #: is slow and raises on Python 3.11+
 MAX_DIGITS = 10
 #: requests answered from one connection before the others get a turn (pipelining floods)
-PER_TURN = 16
+PER_TURN = 4
 #: the write buffer above which a connection that does not read its answers stops being read
 WRITE_HIGH_WATER = 65536
 #: default connection cap and header deadline (``serve --max-connections``, ``--header-timeout``)
