@@ -238,3 +238,18 @@ def test_a_proxy_that_never_answers_the_connect_meets_the_deadline(monkeypatch: 
         with pytest.raises(DeadlineError):
             t.send("POST", "https://127.0.0.1:9/sessions", {}, b"{}")
         assert time.monotonic() - started < 1.8
+
+
+def test_debug_output_through_an_authenticated_proxy_has_no_secret(
+    tls: TlsMaterial, https_endpoint: LocalEndpoint, leaf_args: list[str]
+) -> None:
+    with ConnectProxy(tls=tls, auth=(USER, PASSWORD)) as proxy:
+        url = f"https://{USER}:{PASSWORD}@127.0.0.1:{proxy.port}"
+        proc = run_cli(
+            ["credential-process", *leaf_args, "--endpoint", https_endpoint.url, "--debug"],
+            env=proxy_env(tls, "HTTPS_PROXY", url),
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr  # --debug said something
+    for secret in (PASSWORD, BASIC.decode(), *(s.decode() for s in secrets_of(proc.stdout))):
+        assert secret not in proc.stderr

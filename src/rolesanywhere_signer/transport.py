@@ -234,7 +234,10 @@ class HttpTransport:
                     sock = self._ssl_context().wrap_socket(sock, server_hostname=hostname)
             except Exception as e:  # noqa: BLE001 - mapped by type below, anything else re-raised
                 raise self._mapped(e, host, connected=False) from None
-            conn = http.client.HTTPConnection(hostname, port)
+            try:
+                conn = http.client.HTTPConnection(hostname, port)
+            except ValueError:
+                raise EndpointError(f"endpoint host {hostname!r} is invalid") from None
             conn.sock = _DeadlineSocket(sock, deadline)  # type: ignore[assignment]
             try:
                 conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
