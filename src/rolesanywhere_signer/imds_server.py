@@ -347,6 +347,9 @@ class _Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self.pending is not None and not self.closing:
             self._run(self.pending, b"")  # a short body: answer what came, as http.server did
+        # requests still queued for later turns are not answered after a half-close: the
+        # transport is closing, and writes to it would only make asyncio warn
+        self.closing = True
         return False  # close our side
 
     def data_received(self, data: bytes) -> None:

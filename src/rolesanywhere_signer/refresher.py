@@ -132,6 +132,8 @@ class Refresher:
         self._signalled_stop = False
         #: shuts the socket of an attempt in flight on stop (signal-safe: see cancel.py)
         self._cancel = CancelToken()
+        #: set by serve/update around the first refresh on the main thread (see handle_signals)
+        self.starting = False
         # the default wait returns early on stop(), reload() and signals; tests pass a no-op instead
         self._wait: Callable[[float], object] = wait or self._default_wait
         self.policy = policy or RefreshPolicy()
@@ -558,10 +560,19 @@ def describe_error(err: SignerError | None) -> str:
 def handle_signals(refresher: Refresher) -> None:
     """SIGTERM/SIGINT: clean shutdown; SIGHUP: re-open the certificate and key.
 
-    The handlers only post to the refresher (no locks, no logging): the loops act on it.
+    The handlers only post to the refresher (no locks, no logging): the loops act on it. A stop
+    also cancels the attempt in flight (cancel.py). While ``refresher.starting`` is set (the first
+    CreateSession, on the main thread) a stop also raises ``Cancelled`` where the main thread is,
+    as Python's own SIGINT handler would: a PIN prompt must not outlive Ctrl-C.
     """
     import signal
 
-    signal.signal(signal.SIGTERM, lambda signum, frame: refresher.post_signal("stop"))
-    signal.signal(signal.SIGINT, lambda signum, frame: refresher.post_signal("stop"))
+    def stop(signum: int, frame: object) -> None:
+        refresher.post_signal("stop")
+        if refresher.starting:
+            refresher.starting = False  # once: the unwinding code must not be interrupted again
+            raise Cancelled("cancelled: shutting down")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, lambda signum, frame: refresher.post_signal("reload"))

@@ -147,7 +147,11 @@ def run(args: argparse.Namespace) -> int:
         handle_signals(refresher)
         # the first CreateSession happens before listening; its failure ends serve, said once by main()
         try:
-            refresher.refresh(log_failure=False)
+            refresher.starting = True
+            try:
+                refresher.refresh(log_failure=False)
+            finally:
+                refresher.starting = False
         except Cancelled:
             log.info("shutting down")
             return 0

@@ -54,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         # the first CreateSession must work: bad settings end here, said once by main()
         try:
-            creds = refresher.refresh(log_failure=False)
+            refresher.starting = True
+            try:
+                creds = refresher.refresh(log_failure=False)
+            finally:
+                refresher.starting = False
         except Cancelled:
             return 0
         written_path = write(path, profile, creds)
