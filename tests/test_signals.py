@@ -106,3 +106,19 @@ def test_sigterm_during_a_hung_refresh(
         wait_until(lambda: len(srv.seen) >= 2)
         time.sleep(0.2)
         assert_ends_quickly(p, signal.SIGTERM, log)
+
+
+def test_sigterm_while_a_proxy_hangs_the_first_attempt(
+    pki: PKI, tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """The proxied path (requests) is cancelled the same way: its sockets are registered too."""
+    with HangServer() as proxy:
+        args, env = mode_args("update", pki, tmp_path, "https://127.0.0.1:9")
+        env.update({"HTTPS_PROXY": proxy.url, "NO_PROXY": ""})
+        log = tmp_path / "log"
+        p = spawn_cli(args, log, env)
+        procs.append(p)
+        wait_until(lambda: proxy.accepted >= 1 or p.poll() is not None)
+        time.sleep(0.2)
+        assert p.poll() is None, log.read_text()
+        assert_ends_quickly(p, signal.SIGTERM, log)

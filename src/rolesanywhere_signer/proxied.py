@@ -93,8 +93,11 @@ def _in_ipv6_block(host: str, no_proxy: str) -> bool:
 
 
 def _register(sock: socket.socket) -> None:
-    for token in getattr(_local, "tokens", ()):
+    tokens = getattr(_local, "tokens", ())
+    for token in tokens:
         token.watch(sock)
+    if tokens:
+        _local.socks.append(sock)
 
 
 class _WatchedHTTP(urllib3.connection.HTTPConnection):
@@ -180,6 +183,7 @@ def send(
     session.mount("http://", _Adapter(context, verify))
     session.mount("https://", _Adapter(context, verify))
     _local.tokens = tokens
+    _local.socks = []
     timer.start()
     try:
         try:
@@ -211,7 +215,10 @@ def send(
         return HttpResponse(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, data)
     finally:
         timer.cancel()
-        _local.tokens = ()
+        for sock in _local.socks:  # the refresher's token lives on: it must not keep them
+            for token in tokens:
+                token.forget(sock)
+        _local.tokens, _local.socks = (), []
         session.close()
 
 
