@@ -551,7 +551,8 @@ class HttpService:
         counted until asyncio has closed them, so ``accept`` does not run out of them."""
         for _ in range(ACCEPT_BATCH):
             if len(self.connections) + self.closing_fds + self.opening >= self.cap:
-                self._evict_one()  # room on the next turn of the loop, when its socket is closed
+                if _waiting(listener.socket):  # only for a connection that is really there
+                    self._evict_one()  # room on the next turn of the loop, when its socket is closed
                 return
             try:
                 sock, _ = listener.socket.accept()
@@ -669,6 +670,15 @@ class HttpService:
         self._thread = None
         for listener in self.listeners:
             listener.socket.close()
+
+
+def _waiting(sock: socket.socket) -> bool:
+    """Whether a connection waits to be accepted (poll, not select: descriptors may pass 1024)."""
+    import select
+
+    p = select.poll()
+    p.register(sock.fileno(), select.POLLIN)
+    return bool(p.poll(0))
 
 
 def _same(conn: _Connection) -> _Connection:
