@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .arn import resolve_endpoint, validate_request
+from .arn import ValidRequest, resolve_endpoint, validate_request
 from .credentials import Credentials, parse_create_session
 from .errors import EndpointError, ServiceError
 from .logs import get_logger
@@ -59,7 +59,7 @@ def service_error(resp: HttpResponse) -> ServiceError:
 
 def create_session(
     signer: Signer,
-    opts: RequestOptions,
+    opts: RequestOptions | ValidRequest,
     *,
     transport: Transport | None = None,
     clock: Clock = _now,
@@ -73,15 +73,16 @@ def create_session(
     byte, in the transport), all of them by the attempts × ``timeout`` plus the backoff ceilings
     (4 attempts with ``timeout=5``: 20 s + 3.5 s). ``cancel`` ends the attempt and the retries.
     """
-    request, region, anchor = validate_request(opts)
-    endpoint = resolve_endpoint(opts, region, anchor.partition)
+    valid = validate_request(opts)
+    request, region, options = valid.session, valid.region, valid.options
+    endpoint = resolve_endpoint(options, region, valid.anchor.partition)
     identity = identity_of(signer)
     policy = retry or RetryPolicy()
     own_transport = transport is None
     if transport is None:
         from .transport import DefaultTransport
 
-        transport = DefaultTransport(opts.verify, timeout=timeout, cancel=cancel)
+        transport = DefaultTransport(options.verify, timeout=timeout, cancel=cancel)
     rng = random.Random()
     start = policy.monotonic()
     last: EndpointError | None = None

@@ -89,11 +89,11 @@ def run_checks(opts: DoctorOptions, *, clock: Clock = _now) -> list[Check]:
 
 def _cert_from_store(identity: IdentityOptions) -> bool:
     """True when the certificate comes with its key from a store (token, PKCS#12) rather than a file."""
-    from .backends import backend_name
+    from .backends import backend_for
 
     cert = identity.certificate
     if cert is None:
-        return backend_name(identity) == "pkcs11" and not identity.private_key
+        return backend_for(identity).certificate_in_store and not identity.private_key
     if cert.startswith("pkcs11:"):
         return True
     try:
@@ -203,14 +203,14 @@ def validity_check(cert: x509.Certificate, now: datetime) -> Check:
 
 
 def _open_key(identity: IdentityOptions) -> KeyHandle:
-    from . import keys
+    from .backends import backend_for
 
-    return keys.open_key(identity)
+    return backend_for(identity).open_key(identity)
 
 
 def key_checks(identity: IdentityOptions, found: _Found) -> list[Check]:
     """The key really signs, and the certificate's public key verifies it (no shortcut by comparing keys)."""
-    from .backends import backend_name
+    from .backends import backend_for
     from .certs import pem_labels, public_keys_equal
     from .keys import describe_public_key
     from .signer import verify_signature
@@ -223,8 +223,7 @@ def key_checks(identity: IdentityOptions, found: _Found) -> list[Check]:
         key: KeyHandle | None = None
         key_public = public
     else:
-        backend = backend_name(identity)
-        if backend == "pem" and not identity.private_key:
+        if backend_for(identity).key_in_certificate_file and not identity.private_key:
             try:
                 with open(identity.certificate or "", "rb") as f:
                     combo = any(lb.endswith("PRIVATE KEY") for lb in pem_labels(f.read(1 << 20)))
@@ -402,12 +401,12 @@ def request_checks(opts: DoctorOptions, found: _Found) -> list[Check]:
 
 
 def backend_checks(identity: IdentityOptions) -> list[Check]:
-    from . import keys
+    from .backends import backend_for
 
     if not (identity.private_key or identity.certificate or identity.pkcs11_uri):
         return []
     try:
-        return keys.health(identity)
+        return backend_for(identity).health(identity)
     except SignerError as e:
         return [Check("backend", "fail", e.diagnostics())]
 

@@ -24,7 +24,7 @@ from .cancel import CancelToken
 from .credentials import Credentials, mask_access_key
 from .errors import AuthenticationError, BackendError, SecretError, SignerError
 from .options import IdentityOptions, RequestOptions
-from .retry import RetryPolicy
+from .retry import RetryPolicy, backoff_delay
 from .transport import DEFAULT_TIMEOUT, Cancelled
 
 if TYPE_CHECKING:
@@ -285,11 +285,9 @@ class Refresher:
                     creds = self._fetch_once()
                 except SignerError:
                     raise
-                except Exception as bug:
+                except Exception as bug:  # a backend bug must not end serve or update
                     if self._cancel.cancelled:
-                        raise Cancelled(
-                            "cancelled: shutting down"
-                        ) from None  # a backend bug must not end serve or update
+                        raise Cancelled("cancelled: shutting down") from None
                     log.debug("unexpected error during refresh", exc_info=True)
                     self._reload = True
                     raise BackendError(
@@ -350,9 +348,11 @@ class Refresher:
         )
 
     def _backoff(self) -> float:
-        ceiling = min(self.policy.backoff_max, self.policy.backoff_base * (2 ** max(0, self._failures - 1)))
         # jitter between half and all of the ceiling, never below the minimum interval
-        return max(self.policy.min_interval, self._rng.uniform(ceiling / 2, ceiling))
+        delay = backoff_delay(
+            self._failures, self.policy.backoff_base, self.policy.backoff_max, self._rng, min_fraction=0.5
+        )
+        return max(self.policy.min_interval, delay)
 
     def _open_signer(self) -> Signer:
         """The open signer, re-opened when a reload was asked for or the files changed (rotation)."""

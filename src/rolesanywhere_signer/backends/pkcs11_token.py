@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import AuthenticationError, BackendError, InputError, SecretError
 from ..pkcs11_uri import Pkcs11Uri
-from ..secret import Secret, prompt_secret, read_secret_file
+from ..secret import Secret, first_secret, from_env, from_file, from_terminal, from_value
 
 log = logging.getLogger("rolesanywhere_signer.pkcs11")
 
@@ -220,20 +220,24 @@ def describe_tokens(lib: Any) -> str:
 def pin_source(uris: list[Pkcs11Uri], what: str) -> Callable[[], Secret]:
     """PIN sources in order: pin-value (warned), pin-source, the environment, the terminal."""
 
+    def warn() -> None:
+        log.warning(
+            "pin-value in a PKCS#11 URI is visible to other local users; prefer pin-source=file:PATH or %s", PIN_ENV
+        )
+
     def get() -> Secret:
-        for uri in uris:
-            if uri.pin_value is not None:
-                log.warning(
-                    "pin-value in a PKCS#11 URI is visible to other local users; prefer pin-source=file:PATH or %s",
-                    PIN_ENV,
-                )
-                return uri.pin_value
-            if uri.pin_source is not None:
-                return read_secret_file(pin_source_path(uri.pin_source), what="PKCS#11 PIN")
-        env = os.environ.get(PIN_ENV)
-        if env:
-            return Secret(env)
-        return prompt_secret(f"PIN for {what}: ", what=f"the PIN for {what}", hint=PIN_HINT)
+        # the first URI naming a PIN (pin-value or pin-source) decides; then environment, terminal
+        named = next((u for u in uris if u.pin_value is not None or u.pin_source is not None), None)
+        value = named.pin_value if named else None
+        path = pin_source_path(named.pin_source) if named and value is None and named.pin_source else None
+        pin = first_secret(
+            from_value(value, warn=warn),
+            from_file(path, what="PKCS#11 PIN"),
+            from_env(PIN_ENV),
+            from_terminal(f"PIN for {what}: ", what=f"the PIN for {what}", hint=PIN_HINT),
+        )
+        assert pin is not None  # the terminal source answers or raises
+        return pin
 
     return get
 
