@@ -31,15 +31,15 @@ from requests.utils import select_proxy, should_bypass_proxies
 
 from .cancel import CancelToken
 from .errors import EndpointError, InputError
-from .transport import (
+from .httpio import (
     AnswerTooLarge,
     ConnectError,
     DeadlineError,
     HttpResponse,
     ProtocolError,
     TlsError,
-    _read_capped,
     map_error,
+    read_capped,
 )
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ def send(
             try:
                 length_text = resp.headers.get("content-length")
                 length = int(length_text) if length_text and length_text.isdigit() and len(length_text) < 19 else None
-                data = _read_capped(length, lambda n: resp.raw.read(n, decode_content=False), max_answer, host)
+                data = read_capped(length, lambda n: resp.raw.read(n, decode_content=False), max_answer, host)
             finally:
                 resp.close()
         except AnswerTooLarge:
