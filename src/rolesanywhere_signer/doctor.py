@@ -142,7 +142,8 @@ def _load_leaf(identity: IdentityOptions, found: _Found) -> Check | None:
 def certificate_checks(identity: IdentityOptions, found: _Found, now: datetime) -> list[Check]:
     from cryptography import x509
 
-    from .certs import WEAK_HASHES, describe, signature_hash_name
+    from . import certs
+    from .certs import certificate_issues, describe, end_entity_issues, signature_hash_name
 
     if identity.certificate is None and not _cert_from_store(identity):
         return [Check("certificate", "warn", "no --certificate given: only the key is checked")]
@@ -152,35 +153,35 @@ def certificate_checks(identity: IdentityOptions, found: _Found, now: datetime) 
     leaf = found.leaf
     out: list[Check] = []
     name = describe(leaf)
-    if leaf.version != x509.Version.v3:
+    # the decisions are certs.py's (the same credential-process and local-endpoint make); the words are ours
+    issues = set(certificate_issues(leaf, now) + end_entity_issues(leaf))
+    if certs.NOT_V3 in issues:
         out.append(Check("certificate", "fail", f"{name} is X.509 {leaf.version.name}; Roles Anywhere needs v3"))
     else:
         out.append(Check("certificate", "pass", f"{name}, serial {leaf.serial_number}, X.509 v3"))
     out.append(validity_check(leaf, now))
-    try:
-        bc = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
-        if bc.ca:
-            out.append(
-                Check("ca-false", "fail", "basicConstraints says CA=true: this is a CA, not an end-entity certificate")
-            )
-        else:
+    if certs.IS_CA in issues:
+        out.append(
+            Check("ca-false", "fail", "basicConstraints says CA=true: this is a CA, not an end-entity certificate")
+        )
+    else:
+        try:
+            leaf.extensions.get_extension_for_class(x509.BasicConstraints)
             out.append(Check("ca-false", "pass", "basicConstraints CA=false"))
-    except x509.ExtensionNotFound:
-        out.append(Check("ca-false", "pass", "no basicConstraints: an end-entity certificate"))
-    try:
-        ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
-        if ku.digital_signature:
-            out.append(Check("key-usage", "pass", "keyUsage includes digitalSignature"))
-        else:
-            out.append(Check("key-usage", "fail", "keyUsage lacks digitalSignature; reissue the certificate with it"))
-    except x509.ExtensionNotFound:
+        except x509.ExtensionNotFound:
+            out.append(Check("ca-false", "pass", "no basicConstraints: an end-entity certificate"))
+    if certs.NO_KEY_USAGE in issues:
         out.append(Check("key-usage", "fail", "no keyUsage extension; Roles Anywhere needs digitalSignature"))
+    elif certs.NO_DIGITAL_SIGNATURE in issues:
+        out.append(Check("key-usage", "fail", "keyUsage lacks digitalSignature; reissue the certificate with it"))
+    else:
+        out.append(Check("key-usage", "pass", "keyUsage includes digitalSignature"))
     hname = signature_hash_name(leaf)
-    if hname is None or hname == "unknown" or hname in WEAK_HASHES:
+    if certs.WEAK_HASH in issues or certs.NO_HASH in issues:
         shown = (hname or "no hash").upper()
         out.append(Check("signature-hash", "fail", f"signed with {shown}; Roles Anywhere needs SHA-256 or stronger"))
     else:
-        out.append(Check("signature-hash", "pass", f"signed with {hname.upper()}"))
+        out.append(Check("signature-hash", "pass", f"signed with {(hname or '').upper()}"))
     return out
 
 
@@ -297,8 +298,7 @@ def chain_checks(opts: DoctorOptions, found: _Found, now: datetime) -> list[Chec
 
 
 def trust_anchor_check(path: str, leaf: x509.Certificate, chain: Sequence[x509.Certificate], now: datetime) -> Check:
-    from .certs import describe, parse_certificates
-    from .endpoint_server import Refusal, verify_certificates
+    from .certs import PathRefused, describe, parse_certificates, verify_path
     from .files import read_input_file
 
     try:
@@ -307,9 +307,9 @@ def trust_anchor_check(path: str, leaf: x509.Certificate, chain: Sequence[x509.C
         return Check("trust-anchor", "fail", e.diagnostics())
     try:
         # the same verification the local endpoint (and so AWS) performs
-        verify_certificates(leaf, chain, anchors, now)
-    except Refusal as r:
-        detail = r.message.removeprefix("Untrusted signing certificate").lstrip(": ")
+        verify_path(leaf, chain, anchors, now)
+    except PathRefused as r:
+        detail = r.detail
         if not detail:
             top = chain[-1] if chain else leaf
             detail = (
