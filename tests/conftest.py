@@ -17,6 +17,8 @@ from rolesanywhere_signer.options import IdentityOptions
 from support.clock import FakeClock
 from support.pki import PKI
 
+pytest_plugins = ["support.moto_pca"]
+
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:

@@ -6,12 +6,13 @@ import argparse
 from typing import Any
 
 from ..cliargs import debug_parent, identity_parent, request_parent
+from ..enroll.cliargs import renewal_parent
 
 
 def register(sub: Any, name: str) -> None:
     p = sub.add_parser(
         name,
-        parents=[identity_parent(), request_parent(), debug_parent()],
+        parents=[identity_parent(), request_parent(), renewal_parent(long_running=True), debug_parent()],
         help="write temporary credentials into the AWS shared credentials file and keep them fresh",
         description="Write credentials into AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials), changing "
         "only the three credential keys of --profile, and refresh them ahead of expiry.",
@@ -30,15 +31,21 @@ def run(args: argparse.Namespace) -> int:
     from ..cliargs import identity_from_args, request_from_args
     from ..credfile import check_profile_name, credentials_path, locked, prepare_directory, resolve_target
     from ..credfile import write_credentials as write
+    from ..enroll.cliargs import renew_options_from_args
+    from ..enroll.install import repair_interrupted_switch
+    from ..enroll.schedule import start_for as start_renewal
     from ..errors import InputError, SignerError
     from ..refresher import MAX_SLEEP, Refresher, handle_signals
     from ..transport import Cancelled
 
     log = logging.getLogger("rolesanywhere_signer.update")
     profile = check_profile_name(args.profile)
+    renewal = renew_options_from_args(args)
     identity = identity_from_args(args)
     request = request_from_args(args)
     validate_request(request)
+    if renewal is not None:
+        repair_interrupted_switch(identity)
     path = credentials_path()
     target = resolve_target(path)
     if os.path.isdir(target.path):  # before the lock file appears beside it, and before any PIN prompt
@@ -51,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     # would: until the full handlers are in, it just asks for a reload
     signal.signal(signal.SIGHUP, lambda signum, frame: refresher.post_signal("reload"))
     handle_signals(refresher)  # SIGTERM/SIGINT cancel even the first CreateSession (exit 0)
+    renewing = None
     try:
         # the first CreateSession must work: bad settings end here, said once by main()
         try:
@@ -65,7 +73,13 @@ def run(args: argparse.Namespace) -> int:
         written = refresher.generation
         log.info("wrote profile %s in %s, valid until %s", profile, written_path, creds.expiration_text())
         if args.once:
+            if renewal is not None:  # one renewal check, as `renew` would do it
+                from ..enroll.renew import Renewer
+
+                result = Renewer(identity, request, renewal, timeout=args.timeout, credentials=refresher.get).renew()
+                log.info("%s", result.message)
             return 0
+        renewing = start_renewal(renewal, identity, request, refresher, timeout=args.timeout)
         while not refresher.stopping:
             # tick() compares wall-clock expiry, so a suspend/resume is caught on the next wake-up
             delay = refresher.tick()
@@ -81,5 +95,7 @@ def run(args: argparse.Namespace) -> int:
                         delay = min(delay, 10.0)
             refresher.sleep(max(0.05, min(delay, MAX_SLEEP)))
     finally:
+        if renewing is not None:
+            renewing.stop()
         refresher.close()
     return 0
