@@ -223,6 +223,13 @@ def test_busy_port(files: tuple[Path, Path], endpoint: LocalEndpoint) -> None:
         (["--bind", "0.0.0.0"], "not a loopback address", 2),
         (["--bind", "my-host.example"], "is not an IP address", 2),
         (["--bind", ""], "is not an IP address", 2),
+        (["--max-connections", "0"], "--max-connections 0 is out of range", 2),
+        (["--max-connections", "70000"], "--max-connections 70000 is out of range", 2),
+        (["--max-connections", "many"], "invalid int value", 2),
+        (["--header-timeout", "0"], "--header-timeout 0 is out of range", 2),
+        (["--header-timeout", "nan"], "--header-timeout nan is out of range", 2),
+        (["--header-timeout", "61"], "--header-timeout 61 is out of range", 2),
+        (["--header-timeout", "soon"], "invalid float value", 2),
     ],
 )
 def test_bad_flags(files: tuple[Path, Path], extra: list[str], phrase: str, code: int) -> None:

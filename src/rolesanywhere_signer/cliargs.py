@@ -206,7 +206,7 @@ def request_parent(*, required: bool = True) -> argparse.ArgumentParser:
         metavar="SECONDS",
         type=_positive_float,
         default=10.0,
-        help="per-attempt network timeout (default %(default)s) [ours]",
+        help="deadline of each CreateSession attempt, connect to last byte (default %(default)s) [ours]",
     )
     return p
 

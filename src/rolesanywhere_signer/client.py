@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .arn import ValidRequest, validate_request
 from .credentials import Credentials, parse_create_session
@@ -16,7 +18,10 @@ from .options import RequestOptions
 from .protocol import sign_create_session
 from .retry import RetryPolicy
 from .signer import Signer, identity_of
-from .transport import DEFAULT_TIMEOUT, HttpResponse, TransientError, Transport
+from .transport import DEFAULT_TIMEOUT, Cancelled, HttpResponse, TransientError, Transport
+
+if TYPE_CHECKING:
+    from .cancel import CancelToken
 
 log = get_logger("rolesanywhere_signer.client")
 
@@ -39,11 +44,13 @@ def service_error(resp: HttpResponse) -> ServiceError:
         if isinstance(doc, dict):
             message = str(doc.get("message") or doc.get("Message") or "")
             etype = etype or str(doc.get("__type") or doc.get("code") or "").split("#")[-1]
+    except RecursionError:
+        message = "the endpoint answered with JSON nested too deeply"
     except (ValueError, UnicodeDecodeError):
         ctype = resp.headers.get("content-type", "")
         if "html" in ctype or resp.body.lstrip()[:1] == b"<":
             message = "the endpoint answered with an HTML page, not an AWS error (is it the right URL?)"
-    etype = etype or f"HTTP {resp.status}"
+    etype = " ".join((etype or f"HTTP {resp.status}").split())[:100]
     message = " ".join(message.split())[:300]
     hint = None
     if resp.status == 404 and not message:
@@ -59,8 +66,14 @@ def create_session(
     clock: Clock = _now,
     retry: RetryPolicy | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    cancel: CancelToken | None = None,
 ) -> Credentials:
-    """Get temporary credentials. Retries 5xx, 429 and connection failures; never 4xx."""
+    """Get temporary credentials. Retries 5xx, 429 and connection failures; never 4xx.
+
+    Bounded in time whatever the endpoint does: each attempt by ``timeout`` (connect to last
+    byte, in the transport), all of them by the attempts × ``timeout`` plus the backoff ceilings
+    (4 attempts with ``timeout=5``: 20 s + 3.5 s). ``cancel`` ends the attempt and the retries.
+    """
     valid = validate_request(opts)
     request, region, options = valid.session, valid.region, valid.options
     endpoint = resolve_endpoint(region, endpoint=options.endpoint)
@@ -70,12 +83,14 @@ def create_session(
     if transport is None:
         from .transport import DefaultTransport
 
-        transport = DefaultTransport(options.verify, timeout=timeout)
+        transport = DefaultTransport(options.verify, timeout=timeout, cancel=cancel)
     rng = random.Random()
     start = policy.monotonic()
     last: EndpointError | None = None
     try:
         for attempt in range(1, policy.attempts + 1):
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("cancelled")
             signed = sign_create_session(
                 identity=identity,
                 sign=signer.sign,
@@ -89,6 +104,8 @@ def create_session(
             try:
                 resp = transport.send(signed.method, signed.url, signed.headers, signed.body)
             except TransientError as e:
+                if cancel is not None and cancel.cancelled:
+                    raise Cancelled("cancelled") from None
                 last = e
             else:
                 if resp.status in (200, 201):
@@ -101,7 +118,10 @@ def create_session(
             delay = policy.delay(attempt, rng)
             if attempt == policy.attempts or policy.monotonic() - start + delay > policy.total_seconds:
                 break
-            policy.sleep(delay)
+            if cancel is not None and policy.sleep is time.sleep:
+                cancel.sleep(delay)  # a shutdown does not wait for the backoff
+            else:
+                policy.sleep(delay)
     finally:
         if own_transport:
             transport.close()

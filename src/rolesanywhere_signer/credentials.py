@@ -89,6 +89,8 @@ def parse_create_session(body: bytes, now: datetime) -> Credentials:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise EndpointError("the endpoint answered with a body that is not JSON") from None
+    except RecursionError:  # a hostile answer: [[[[…]]]] deeper than the parser's stack
+        raise EndpointError("the endpoint answered with JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise EndpointError("the endpoint answered with JSON that is not an object")
     cset = doc.get("credentialSet")

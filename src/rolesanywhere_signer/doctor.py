@@ -495,17 +495,10 @@ def endpoint_checks(opts: DoctorOptions, found: _Found, clock: Clock) -> list[Ch
 
 
 def _tls_context(verify: bool | str) -> ssl.SSLContext:
-    import ssl
+    """The client's own TLS context (one builder: doctor trusts exactly what CreateSession trusts)."""
+    from .transport import resolve_verify, tls_context
 
-    from .transport import resolve_verify
-
-    resolved = resolve_verify(verify)
-    if resolved is False:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    return ssl.create_default_context(cafile=resolved if isinstance(resolved, str) else None)
+    return tls_context(resolve_verify(verify))
 
 
 def _clock_check(conn: socket.socket, host: str, clock: Clock) -> Check:

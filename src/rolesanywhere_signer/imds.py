@@ -16,6 +16,7 @@ This module holds the configuration, the token store and ``CredentialServer``; t
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import logging
 import secrets
@@ -67,40 +68,78 @@ DEFAULT_BIND = ("127.0.0.1", "::1")
 
 
 class TokenStore:
-    """IMDSv2 session tokens: random, expiring, at most ``limit`` at once (oldest dropped)."""
+    """IMDSv2 session tokens: random, expiring, bounded; PUT and GET cost the same at any size.
 
-    def __init__(self, limit: int = 4096, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._tokens: OrderedDict[str, float] = OrderedDict()
+    Two insertion-ordered maps: tokens never presented yet (``_fresh``) and tokens a client has
+    used (``_used``, in least-recently-used order). A PUT that finds ``limit`` fresh tokens drops
+    the oldest *fresh* one, so a flood of PUTs can never evict a token a client is using; used
+    tokens have their own bound (``used_limit``, least recently used dropped first), which only
+    GETs with valid tokens can fill. Expiry goes through a heap of (expiry, token): each PUT pops
+    what has expired, and entries left behind by evictions are compacted away once they
+    pass a quarter of the live ones, so every operation is amortised O(log n) and memory stays bounded.
+    """
+
+    def __init__(
+        self, limit: int = 4096, monotonic: Callable[[], float] = time.monotonic, *, used_limit: int | None = None
+    ) -> None:
+        self._fresh: OrderedDict[str, float] = OrderedDict()
+        self._used: OrderedDict[str, float] = OrderedDict()
+        self._heap: list[tuple[float, str]] = []
         self._limit = limit
+        self._used_limit = limit if used_limit is None else used_limit
         self._monotonic = monotonic
         self._lock = threading.Lock()
 
     def issue(self, ttl: int) -> str:
         token = secrets.token_urlsafe(32)
         now = self._monotonic()
+        expires = now + ttl
         with self._lock:
-            for t in [t for t, exp in self._tokens.items() if exp <= now]:
-                del self._tokens[t]
-            while len(self._tokens) >= self._limit:
-                self._tokens.popitem(last=False)
-            self._tokens[token] = now + ttl
+            self._expire(now)
+            fresh = self._fresh
+            while len(fresh) >= self._limit:
+                fresh.popitem(last=False)  # the oldest never-used token; used ones are never touched
+            fresh[token] = expires
+            heap = self._heap
+            heapq.heappush(heap, (expires, token))
+            live = len(fresh) + len(self._used)
+            if len(heap) > live + live // 4 + 64:
+                # evicted tokens left their entries behind: rebuild from the live ones
+                self._heap = [(e, t) for t, e in fresh.items()] + [(e, t) for t, e in self._used.items()]
+                heapq.heapify(self._heap)
         return token
+
+    def _expire(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, token = heapq.heappop(heap)
+            self._fresh.pop(token, None)
+            self._used.pop(token, None)
 
     def valid(self, token: str | None) -> bool:
         if not token:
             return False
+        now = self._monotonic()
         with self._lock:
-            expires = self._tokens.get(token)
-            if expires is None:
+            used = self._used
+            expires = used.get(token)
+            if expires is not None:
+                if expires <= now:
+                    del used[token]
+                    return False
+                used.move_to_end(token)
+                return True
+            expires = self._fresh.pop(token, None)
+            if expires is None or expires <= now:
                 return False
-            if expires <= self._monotonic():
-                del self._tokens[token]
-                return False
+            while len(used) >= self._used_limit:
+                used.popitem(last=False)
+            used[token] = expires
         return True
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._tokens)
+            return len(self._fresh) + len(self._used)
 
     def __repr__(self) -> str:
         return f"TokenStore({len(self)} tokens)"
@@ -115,12 +154,18 @@ class ServeConfig:
     allow_remote: bool = False
     #: the container endpoint answers only when a token exists (written with --container-token-file)
     container_token: str | None = None
+    #: open connections at most; past it the oldest idle one is dropped (also bounded by the
+    #: open-files limit)
+    max_connections: int = 256
+    #: seconds a client has to send its request line and headers
+    header_timeout: float = 5.0
 
     def __repr__(self) -> str:
         return (
             f"ServeConfig(role_name={self.role_name!r}, binds={list(self.binds)!r}, port={self.port}, "
             f"hop_limit={self.hop_limit}, allow_remote={self.allow_remote}, "
-            f"container_endpoint={self.container_token is not None})"
+            f"container_endpoint={self.container_token is not None}, max_connections={self.max_connections}, "
+            f"header_timeout={self.header_timeout:g})"
         )
 
     def host_allowed(self, host: str) -> bool:
@@ -230,7 +275,12 @@ class CredentialServer:
         """Listen, and answer from one background thread running an asyncio loop."""
         from .imds_server import HttpService
 
-        self._service = HttpService(self, list(self._servers))
+        self._service = HttpService(
+            self,
+            list(self._servers),
+            max_connections=self.config.max_connections,
+            header_timeout=self.config.header_timeout,
+        )
         self._service.start()
         return self
 

@@ -10,12 +10,29 @@ The routes, status codes, headers and bodies are those of the ``http.server`` ha
 replaced (``imds.answer`` holds them); protocol errors get the same ``http.server`` error pages.
 Limits: a 64 KiB request line, 64 KiB and 100 lines of headers, 64 KiB bodies (a longer or chunked
 body is not read and the connection closes after the answer), 10 s idle keep-alive.
+
+Hostile clients cannot starve the others:
+
+- **a connection cap** (``--max-connections``, default 256, and never more than the open-files
+  limit allows; serve raises the soft limit to the hard one at start): past it the oldest idle
+  connection is dropped, else the one that has been sending its headers longest;
+- **a header deadline** (``--header-timeout``, default 5 s) to send the request line and headers,
+  so connections that drip a line every few seconds are dropped;
+- **back-pressure**: a connection whose answers queue up (it does not read them) is not read
+  until they drain, and at most ``PER_TURN`` pipelined requests are answered per turn of the loop
+  before the other connections get theirs;
+- **out of descriptors** (EMFILE/ENFILE at accept): one warning a minute, idle connections
+  dropped, and asyncio accepts again a second later; asyncio's own errors never print tracebacks;
+- **request smuggling**: Content-Length with Transfer-Encoding, two Content-Length or two Host
+  headers, and numbers longer than 10 digits (Content-Length, the token TTL) get 400 and a close.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
+import functools
 import hmac
 import html
 import json
@@ -58,6 +75,24 @@ _TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZab
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _EXPLAIN = {s.value: s.description for s in HTTPStatus}
 _TOO_LONG = f"got more than {MAX_HEADER_BYTES} bytes when reading header line"
+#: headers that must appear at most once (RFC 9110/9112: a second one is a smuggling attempt)
+_SINGLE = frozenset({"host", "content-length"})
+#: the longest number accepted in a header (Content-Length, the token TTL): int() of 5,000 digits
+#: is slow and raises on Python 3.11+
+MAX_DIGITS = 10
+#: requests answered from one connection before the others get a turn (pipelining floods)
+PER_TURN = 4
+#: the write buffer above which a connection that does not read its answers stops being read
+WRITE_HIGH_WATER = 65536
+#: default connection cap and header deadline (``serve --max-connections``, ``--header-timeout``)
+MAX_CONNECTIONS = 256
+HEADER_TIMEOUT = 5.0
+#: descriptors kept for everything but connections (listeners, the loop, the refresher, files)
+FD_RESERVE = 24
+SWEEP_INTERVAL = 0.5
+#: connections accepted per readiness of a listener, and the pause after running out of descriptors
+ACCEPT_BATCH = 64
+ACCEPT_RETRY = 0.1
 
 
 class Headers(dict[str, str]):
@@ -208,7 +243,16 @@ def parse_head(head: bytes) -> _Request:
             raise _BadRequest(error_page(400, "Bad header line", version=version))
         name = line[:colon].decode("ascii").lower()
         if name not in headers:
-            headers[name] = line[colon + 1 :].decode("latin-1").lstrip(" \t")
+            headers[name] = line[colon + 1 :].decode("latin-1").strip(" \t")
+        elif name in _SINGLE:
+            # two Hosts or two lengths: a proxy in front may have read the other one (smuggling)
+            raise _BadRequest(error_page(400, f"Duplicate {name} header", version=version))
+    length = headers.get("content-length")
+    if length is not None:
+        if "transfer-encoding" in headers:
+            raise _BadRequest(error_page(400, "Content-Length with Transfer-Encoding", version=version))
+        if not (length.isascii() and length.isdigit()) or len(length) > MAX_DIGITS:
+            raise _BadRequest(error_page(400, "Bad Content-Length", version=version))
     conntype = headers.get("connection", "").lower()
     if conntype == "close":
         close = True
@@ -218,6 +262,8 @@ def parse_head(head: bytes) -> _Request:
 
 
 class _Connection(asyncio.Protocol):
+    """One client connection: a buffer, a strict parser, and the bounds of the module docstring."""
+
     def __init__(self, service: HttpService, listener: Listener) -> None:
         self.service = service
         self.listener = listener
@@ -227,11 +273,18 @@ class _Connection(asyncio.Protocol):
         self.peer: tuple[Any, ...] = ("?",)
         self.peer_ok = False
         self.last = 0.0
+        #: when the request line and headers now awaited began (None: idle between requests)
+        self.head_started: float | None = 0.0
         self.closing = False
         self.scanned = 0  # how much of buf has been searched for the end of the headers
+        self._write_paused = False
+        self._scheduled = False  # a turn is queued: requests are left in buf
+        self._reading = True
+        self._dropped = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        self.service.opening -= 1
         self.transport = transport
         self.peer = transport.get_extra_info("peername") or ("?",)
         self.peer_ok = is_loopback(str(self.peer[0]))
@@ -244,36 +297,88 @@ class _Connection(asyncio.Protocol):
         except OSError:
             transport.close()
             return
-        self.last = self.service.loop.time()
-        self.service.connections.add(self)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self.last = self.head_started = self.service.loop.time()
+        self.service.admit(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.service.connections.discard(self)
+        if self._dropped:
+            self.service.closing_fds -= 1
+        else:
+            self.service.connections.pop(self, None)
         self.closing = True
 
-    # a client that does not read its answers: stop reading its requests until it does
+    @property
+    def idle(self) -> bool:
+        """Between requests, with nothing half-received: the first to go when the cap is reached."""
+        return self.head_started is None and not self.buf and self.pending is None
+
+    def drop(self) -> None:
+        """Abort: asyncio closes the socket on the next turn of the loop (counted until then)."""
+        self.closing = True
+        if not self._dropped and self.transport is not None:
+            self._dropped = True
+            self.service.connections.pop(self, None)
+            self.service.closing_fds += 1
+            self.transport.abort()
+
+    # reading stops while answers are queued (a client that does not read them) or while
+    # requests are left in the buffer for the next turn (a client that pipelines thousands)
+    def _update_reading(self) -> None:
+        want = not (self._write_paused or self._scheduled or self.closing)
+        if want != self._reading and self.transport is not None:
+            self._reading = want
+            if want:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+
     def pause_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._write_paused = True
+        self._update_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.closing:
-            self.transport.resume_reading()
+        self._write_paused = False
+        if self.buf and not self._scheduled and not self.closing:
+            self._scheduled = True
+            self.service.loop.call_soon(self._turn)
+        self._update_reading()
 
     def eof_received(self) -> bool:
         if self.pending is not None and not self.closing:
             self._run(self.pending, b"")  # a short body: answer what came, as http.server did
+        # requests still queued for later turns are not answered after a half-close: the
+        # transport is closing, and writes to it would only make asyncio warn
+        self.closing = True
         return False  # close our side
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        self.last = self.service.loop.time()
+        now = self.service.loop.time()
+        self.last = now
+        if self.head_started is None:
+            self.head_started = now
+        self.buf += data
+        if not self._scheduled:
+            self._turn(queued=False)
+
+    def _turn(self, queued: bool = True) -> None:
+        """Answer at most ``PER_TURN`` buffered requests; queue another turn if more are left."""
+        if queued:
+            self._scheduled = False
+        if self.closing or self._write_paused:
+            self._update_reading()
+            return
         buf = self.buf
-        buf += data
         out: list[bytes] = []
+        answered = 0
         try:
             while not self.closing:
+                if answered >= PER_TURN:
+                    self._scheduled = True
+                    self.service.loop.call_soon(self._turn)
+                    break
                 req = self.pending
                 if req is None:
                     req = self._next_head(out)
@@ -291,6 +396,7 @@ class _Connection(asyncio.Protocol):
                 else:
                     body = b""
                 out.append(self._answer(req, body))
+                answered += 1
                 if req.close:
                     self.closing = True
         except Exception:  # noqa: BLE001 - any handler bug: drop this connection, keep serving
@@ -298,11 +404,16 @@ class _Connection(asyncio.Protocol):
                 self.listener.handle_error(None, self.peer)
             finally:
                 self.closing = True
+        if self.pending is None and not buf:
+            self.head_started = None  # idle: the idle timeout applies, not the header deadline
+        elif self.pending is None and self.head_started is None:
+            self.head_started = self.service.loop.time()
         assert self.transport is not None
         if out:
             self.transport.write(b"".join(out))
         if self.closing:
             self.transport.close()
+        self._update_reading()
 
     def _next_head(self, out: list[bytes]) -> _Request | None:
         buf = self.buf
@@ -312,7 +423,10 @@ class _Connection(asyncio.Protocol):
         # scan only what came since the last look: a client trickling a byte at a time must not
         # make every packet rescan up to 128 KiB
         start = max(0, self.scanned - 2)
-        a, b = buf.find(b"\n\r\n", start), buf.find(b"\n\n", start)
+        a = buf.find(b"\n\r\n", start)
+        # a bare-LF end counts only before the first CRLF one: searching the whole buffer for it
+        # would rescan every pipelined request behind this one (quadratic under a flood)
+        b = buf.find(b"\n\n", start, a + 2 if a >= 0 else len(buf))
         ends = [(i, n) for i, n in ((a, 3), (b, 2)) if i >= 0]
         if not ends:
             self.scanned = len(buf)
@@ -329,6 +443,7 @@ class _Connection(asyncio.Protocol):
         end, skip = min(ends)
         head = bytes(buf[:end])
         del buf[: end + skip]
+        self.head_started = self.service.loop.time() if buf else None
         try:
             req = parse_head(head)
         except _BadRequest as e:
@@ -348,8 +463,8 @@ class _Connection(asyncio.Protocol):
             self.closing = True
             return None
         # the body: read when small and sized, else left unread and the connection closed after
-        length = headers.get("content-length")
-        if length and length.isascii() and length.isdigit() and int(length) <= MAX_BODY:
+        length = headers.get("content-length")  # digits only, at most MAX_DIGITS (parse_head)
+        if length and int(length) <= MAX_BODY:
             req.need = int(length)
         elif length or headers.get("transfer-encoding"):
             req.close = True
@@ -366,7 +481,11 @@ class _Connection(asyncio.Protocol):
         self.transport.close()
 
     def _answer(self, req: _Request, body: bytes) -> bytes:
-        status, answer = self.service.routes.answer(req.method, req.path, req.headers, self.peer_ok)
+        try:
+            status, answer = self.service.routes.answer(req.method, req.path, req.headers, self.peer_ok)
+        except _BadRequest as e:  # a value no client sends (a 5,000-digit TTL): answer and close
+            req.close = True
+            status, answer = 400, e.answer
         if req.version == "HTTP/0.9":
             answer = answer.split(b"\r\n\r\n", 1)[1]
         if log.isEnabledFor(logging.DEBUG):
@@ -378,17 +497,110 @@ class _Connection(asyncio.Protocol):
 class HttpService:
     """Every listener served by one asyncio loop in one daemon thread."""
 
-    def __init__(self, app: CredentialServer, listeners: list[Listener]) -> None:
+    def __init__(
+        self,
+        app: CredentialServer,
+        listeners: list[Listener],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        header_timeout: float = HEADER_TIMEOUT,
+    ) -> None:
         self.app = app
         self.routes = Routes(app)
         self.listeners = listeners
         self.loop = asyncio.new_event_loop()
-        self.connections: set[_Connection] = set()
-        self._servers: list[asyncio.AbstractServer] = []
+        self.loop.set_exception_handler(self._loop_error)
+        #: open connections in the order they came (a dict: ordered, O(1) removal)
+        self.connections: dict[_Connection, None] = {}
+        self.max_connections = max_connections
+        self._fd_soft = _nofile_soft()
+        self.header_timeout = header_timeout
+        self._readers: list[int] = []
+        #: connections accepted and not yet made, and dropped ones not yet closed: both hold a descriptor
+        self.opening = 0
+        self.closing_fds = 0
         self._ready = threading.Event()
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._warned_at = -1e9
+        self.shed = 0  # connections dropped to stay under the cap or the descriptor limit
+
+    @property
+    def cap(self) -> int:
+        """The connection cap: ``max_connections``, lowered to what the open-files limit allows."""
+        return max(1, min(self.max_connections, self._fd_soft - FD_RESERVE))
+
+    def admit(self, conn: _Connection) -> None:
+        self.connections[conn] = None
+
+    def _evict_one(self) -> bool:
+        """Drop the oldest idle connection, else the one that has been sending its headers longest."""
+        conns = self.connections
+        if not conns:
+            return False
+        victim = next((c for c in conns if c.idle), None)
+        if victim is None:
+            victim = min(conns, key=lambda c: c.head_started if c.head_started is not None else c.last)
+        self.shed += 1
+        victim.drop()
+        return True
+
+    def _accept(self, listener: Listener) -> None:
+        """Accept what is waiting, never past the cap: descriptors of dropped connections are
+        counted until asyncio has closed them, so ``accept`` does not run out of them."""
+        for _ in range(ACCEPT_BATCH):
+            if len(self.connections) + self.closing_fds + self.opening >= self.cap:
+                if _waiting(listener.socket):  # only for a connection that is really there
+                    self._evict_one()  # room on the next turn of the loop, when its socket is closed
+                return
+            try:
+                sock, _ = listener.socket.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as e:
+                if e.errno in _RESOURCE_ERRNOS:
+                    self._out_of_descriptors(e, listener)
+                else:
+                    log.debug("accept failed: %s", e.strerror or type(e).__name__)
+                return
+            sock.setblocking(False)
+            self.opening += 1
+            conn = _Connection(self, listener)
+            task = self.loop.create_task(self.loop.connect_accepted_socket(functools.partial(_same, conn), sock))
+            task.add_done_callback(functools.partial(self._opened, conn, sock))
+
+    def _opened(self, conn: _Connection, sock: socket.socket, task: asyncio.Task[Any]) -> None:
+        failed = task.cancelled() or task.exception() is not None
+        if failed and conn.transport is None:  # failed before connection_made
+            self.opening -= 1
+            sock.close()
+
+    def _out_of_descriptors(self, exc: OSError, listener: Listener) -> None:
+        """EMFILE/ENFILE with descriptors used elsewhere: shed idle connections, warn once a
+        minute, and stop accepting for a moment (the listener would be ready on every turn)."""
+        idle = [c for c in self.connections if c.idle] or list(self.connections)
+        for conn in idle[: max(4, len(idle) // 4)]:
+            self.shed += 1
+            conn.drop()
+        now = time.monotonic()
+        if now - self._warned_at >= 60.0:
+            self._warned_at = now
+            log.warning(
+                "out of file descriptors (%s) with %d connections: dropping idle ones; "
+                "raise the open-files limit (LimitNOFILE) or lower --max-connections",
+                exc.strerror or type(exc).__name__,
+                len(self.connections),
+            )
+        fd = listener.socket.fileno()
+        self.loop.remove_reader(fd)
+        self.loop.call_later(ACCEPT_RETRY, self.loop.add_reader, fd, self._accept, listener)
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio's own errors: one debug line each, never a traceback on stderr."""
+        if log.isEnabledFor(logging.DEBUG):
+            exc = context.get("exception")
+            log.debug("serve: %s (%s)", context.get("message", "error"), type(exc).__name__ if exc else "-")
 
     def start(self) -> None:
         for listener in self.listeners:
@@ -417,33 +629,31 @@ class HttpService:
 
     async def _listen(self) -> None:
         for listener in self.listeners:
-
-            def factory(listener: Listener = listener) -> _Connection:
-                return _Connection(self, listener)
-
-            server = await self.loop.create_server(factory, sock=listener.socket, backlog=BACKLOG)
-            self._servers.append(server)
-        self._sweeper = self.loop.call_later(1.0, self._sweep)
+            listener.socket.setblocking(False)
+            self.loop.add_reader(listener.socket.fileno(), self._accept, listener)
+            self._readers.append(listener.socket.fileno())
+        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _sweep(self) -> None:
-        """Drop keep-alive connections idle for ``IDLE_TIMEOUT`` seconds (and stalled senders)."""
-        limit = self.loop.time() - IDLE_TIMEOUT
-        for conn in [c for c in self.connections if c.last < limit]:
-            conn.closing = True
-            if conn.transport is not None:
-                conn.transport.abort()
-            self.connections.discard(conn)
-        self._sweeper = self.loop.call_later(1.0, self._sweep)
+        """Drop connections idle for ``IDLE_TIMEOUT`` and those slower than the header deadline."""
+        now = self.loop.time()
+        idle_limit = now - IDLE_TIMEOUT
+        head_limit = now - self.header_timeout
+        for conn in [
+            c
+            for c in self.connections
+            if c.last < idle_limit or (c.head_started is not None and c.head_started < head_limit)
+        ]:
+            conn.drop()
+        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _shutdown(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for server in self._servers:
-            server.close()
+        for fd in self._readers:
+            self.loop.remove_reader(fd)
         for conn in list(self.connections):
-            conn.closing = True
-            if conn.transport is not None:
-                conn.transport.abort()
+            conn.drop()
         self.connections.clear()
         self.loop.call_soon(self.loop.stop)
 
@@ -460,6 +670,43 @@ class HttpService:
         self._thread = None
         for listener in self.listeners:
             listener.socket.close()
+
+
+def _waiting(sock: socket.socket) -> bool:
+    """Whether a connection waits to be accepted (poll, not select: descriptors may pass 1024)."""
+    import select
+
+    p = select.poll()
+    p.register(sock.fileno(), select.POLLIN)
+    return bool(p.poll(0))
+
+
+def _same(conn: _Connection) -> _Connection:
+    return conn
+
+
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def _nofile_soft() -> int:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft open-files limit to the hard one (systemd's default soft limit is 1024)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):
+            pass
+    return _nofile_soft()
 
 
 def _json(status: int, message: str) -> tuple[int, bytes]:
@@ -512,6 +759,8 @@ class Routes:
             if path != TOKEN_PATH:
                 return _json(404, "not found")
             ttl_text = headers.get(TTL_HEADER.lower(), "").strip()
+            if len(ttl_text) > MAX_DIGITS:
+                raise _BadRequest(error_page(400, f"{TTL_HEADER} is too long"))
             if not (ttl_text.isascii() and ttl_text.isdigit()) or not 1 <= int(ttl_text) <= MAX_TTL:
                 return _json(400, f"{TTL_HEADER} must be 1..{MAX_TTL}")
             return 200, response(200, self.app.tokens.issue(int(ttl_text)).encode(), "text/plain")

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from .cancel import CancelToken
 from .credentials import Credentials, mask_access_key
 from .errors import AuthenticationError, BackendError, SecretError, SignerError
 from .options import IdentityOptions, RequestOptions
 from .retry import RetryPolicy, backoff_delay
-from .transport import DEFAULT_TIMEOUT
+from .transport import DEFAULT_TIMEOUT, Cancelled
 
 if TYPE_CHECKING:
     from .signer import Signer
@@ -154,6 +155,10 @@ class Refresher:
         os.set_blocking(self._wake_w, False)
         self._signalled_reload = False
         self._signalled_stop = False
+        #: shuts the socket of an attempt in flight on stop (signal-safe: see cancel.py)
+        self._cancel = CancelToken()
+        #: set by serve/update around the first refresh on the main thread (see handle_signals)
+        self.starting = False
         # the default wait returns early on stop(), reload() and signals; tests pass a no-op instead
         self._wait: Callable[[float], object] = wait or self._default_wait
         self.policy = policy or RefreshPolicy()
@@ -280,6 +285,8 @@ class Refresher:
         Raises the attempt's error (the last good credentials stay in place). ``log_failure=False``
         is for callers that report the raised error themselves (start-up), so it is said once.
         """
+        if self._cancel.cancelled:
+            raise Cancelled("cancelled: shutting down")
         seen = self.attempts
         with self._flight:
             if self.attempts != seen:  # someone else attempted while we waited for the lock
@@ -314,6 +321,8 @@ class Refresher:
         try:
             try:
                 creds = self._fetch_once()
+            except Cancelled:
+                raise
             except SignerError:
                 raise
             except Exception:  # a broken signer object (a backend bug): open the key afresh, once
@@ -324,13 +333,19 @@ class Refresher:
                 except SignerError:
                     raise
                 except Exception as bug:  # a backend bug must not end serve or update
+                    if self._cancel.cancelled:
+                        raise Cancelled("cancelled: shutting down") from None
                     log.debug("unexpected error during refresh", exc_info=True)
                     self._reload = True
                     raise BackendError(
                         f"refreshing failed unexpectedly ({type(bug).__name__})",
                         hint="run with --debug and report it",
                     ) from None
+        except Cancelled:
+            raise  # a shutdown, not a failure: nothing to count, back off from or log
         except SignerError as e:
+            if self._cancel.cancelled:
+                raise Cancelled("cancelled: shutting down") from None
             fatal = isinstance(e, (AuthenticationError, SecretError))
             with self._state_lock:
                 self._failures += 1
@@ -377,7 +392,12 @@ class Refresher:
         from .client import create_session
 
         return create_session(
-            signer, self.request, clock=self._clock, retry=self.policy.attempt_retry, timeout=self._timeout
+            signer,
+            self.request,
+            clock=self._clock,
+            retry=self.policy.attempt_retry,
+            timeout=self._timeout,
+            cancel=self._cancel,
         )
 
     def _backoff(self) -> float:
@@ -447,6 +467,7 @@ class Refresher:
             self._signalled_reload = True
         else:
             self._signalled_stop = True
+            self._cancel.cancel()  # an attempt in flight (maybe on this very thread) ends now
         self._poke()
 
     def take_signals(self) -> None:
@@ -568,6 +589,7 @@ class Refresher:
     def request_stop(self) -> None:
         """Ask the loop to end without waiting for it (signal handlers use ``post_signal``)."""
         self._stop.set()
+        self._cancel.cancel()
         self._poke()
 
     @property
@@ -577,15 +599,22 @@ class Refresher:
     def stop(self) -> None:
         self.request_stop()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=self._timeout + 5)
+            # the cancelled attempt ends at once; a key backend stuck in a call cannot be
+            # interrupted, and the daemon thread must not hold up the process's exit
+            self._thread.join(timeout=1.5)
 
     def close(self) -> None:
         """Stop the loop and release the signer (token sessions, TPM handles)."""
         self.stop()
-        with self._flight:
-            signer, self._signer = self._signer, None
-        if signer is not None:
-            signer.close()
+        if not self._flight.acquire(timeout=0.3):
+            log.debug("an attempt is still in a key backend call; leaving the signer to process exit")
+        else:
+            try:
+                signer, self._signer = self._signer, None
+            finally:
+                self._flight.release()
+            if signer is not None:
+                signer.close()
         # -1 first: a late signal then pokes nothing, never a reused descriptor number
         w, self._wake_w = self._wake_w, -1
         if w >= 0:
@@ -600,14 +629,27 @@ def describe_error(err: SignerError | None) -> str:
 def handle_signals(*refreshers: Refresher) -> None:
     """SIGTERM/SIGINT: clean shutdown; SIGHUP: re-open the certificate and key (of every refresher).
 
-    The handlers only post to the refreshers (no locks, no logging): the loops act on it.
+    The handlers only post to the refreshers (no locks, no logging): the loops act on it. A stop
+    also cancels the attempt in flight (cancel.py). While a refresher's ``starting`` is set (its
+    key opening or first CreateSession, on the main thread) a stop also raises ``Cancelled`` where
+    the main thread is, as Python's own SIGINT handler would: a PIN prompt must not outlive Ctrl-C.
     """
     import signal
 
-    def post(what: str) -> None:
+    def stop(signum: int, frame: object) -> None:
+        starting = False
         for refresher in refreshers:
-            refresher.post_signal(what)
+            refresher.post_signal("stop")
+            if refresher.starting:
+                refresher.starting = False  # once: the unwinding code must not be interrupted again
+                starting = True
+        if starting:
+            raise Cancelled("cancelled: shutting down")
 
-    signal.signal(signal.SIGTERM, lambda signum, frame: post("stop"))
-    signal.signal(signal.SIGINT, lambda signum, frame: post("stop"))
-    signal.signal(signal.SIGHUP, lambda signum, frame: post("reload"))
+    def reload(signum: int, frame: object) -> None:
+        for refresher in refreshers:
+            refresher.post_signal("reload")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)

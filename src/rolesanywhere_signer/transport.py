@@ -1,32 +1,77 @@
-"""HTTP transport behind CreateSession. Injectable, so unit tests need no sockets."""
+"""HTTP transport behind CreateSession. Injectable, so unit tests need no sockets.
+
+Every attempt is bounded, whatever the other end does:
+
+- **one deadline per attempt** (``--timeout``, default 10 s) covers connecting, the TLS handshake,
+  sending and the whole answer: every socket wait gets only the time left, so a server that
+  trickles a byte every few seconds is cut off at the deadline, not after each byte;
+- **the answer is capped at 1 MiB**: a larger ``Content-Length`` is refused before any of the body
+  is read, and a chunked or unsized body is counted while it is read;
+- an optional ``CancelToken`` ends the attempt at once (SIGTERM in ``serve`` and ``update``).
+
+Two paths. Without a proxy, ``http.client`` and ``ssl`` on a socket we open ourselves: importing
+``requests`` costs about a third of a cold ``credential-process``, for one POST. When a proxy
+applies (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``, not excluded by ``NO_PROXY``), the request
+goes through ``requests`` (imported only then): it speaks TLS to an ``https://`` proxy, sends the
+proxy credentials inside that TLS session, and tunnels with CONNECT; ``requests`` also decides
+which ``NO_PROXY`` entries match (names, ``.suffix``, ``*``, ``host:port``, IPv4 CIDR; we add IPv6
+CIDR). Both paths use the one TLS context from ``tls_context`` and the same bounds.
+
+Errors are mapped by exception type, never by message text: the tree is in ``httpio``.
+"""
 
 from __future__ import annotations
 
+import io
 import os
+import socket
+import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from .errors import EndpointError, InputError
-from .records import Record
+from .httpio import (
+    MAX_ANSWER,
+    AnswerTooLarge,
+    Cancelled,
+    ConnectError,
+    DeadlineError,
+    HttpResponse,
+    ProtocolError,
+    TlsError,
+    TransientError,
+    map_error,
+    read_capped,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "MAX_ANSWER",
+    "AnswerTooLarge",
+    "Cancelled",
+    "ConnectError",
+    "DeadlineError",
+    "DefaultTransport",
+    "HttpResponse",
+    "HttpTransport",
+    "ProtocolError",
+    "TlsError",
+    "TransientError",
+    "Transport",
+    "ca_file",
+    "map_error",
+    "proxy_for",
+    "resolve_verify",
+    "tls_context",
+]
+
+if TYPE_CHECKING:
+    import ssl
+
+    from .cancel import CancelToken
 
 DEFAULT_TIMEOUT = 10.0
-
-
-class HttpResponse(Record):
-    __slots__ = ("body", "headers", "status")
-    _fields = _shown = ("status", "headers", "body")
-
-    status: int
-    headers: Mapping[str, str]  # lower-cased names
-    body: bytes
-
-    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        self._init(status=status, headers=headers, body=body)
-
-
-class TransientError(EndpointError):
-    """A failure worth another attempt (connection refused, reset, timeout)."""
 
 
 class Transport(Protocol):
@@ -36,7 +81,7 @@ class Transport(Protocol):
 
 
 def resolve_verify(verify: bool | str, env: Mapping[str, str] | None = None) -> bool | str:
-    """``--no-verify-ssl`` wins; else a CA bundle from ``AWS_CA_BUNDLE``; else the system store."""
+    """``--no-verify-ssl`` wins; else a CA bundle from ``AWS_CA_BUNDLE``; else the default store."""
     env = os.environ if env is None else env
     if verify is False:
         return False
@@ -48,110 +93,165 @@ def resolve_verify(verify: bool | str, env: Mapping[str, str] | None = None) -> 
     return True
 
 
+def ca_file(verify: bool | str, env: Mapping[str, str] | None = None) -> str:
+    """The CA bundle trusted, in this order: the one given (``AWS_CA_BUNDLE``), then
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` (what the ``requests``-based peers honour), then
+    certifi's bundle (a declared dependency: the same roots on every machine, as botocore)."""
+    if isinstance(verify, str):
+        return verify
+    env = os.environ if env is None else env
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        value = env.get(var)
+        if value:
+            return value
+    import certifi
+
+    return str(certifi.where())
+
+
+def tls_context(verify: bool | str) -> ssl.SSLContext:
+    """The one TLS client context, for the endpoint and for an ``https://`` proxy alike."""
+    import ssl
+
+    if verify is False:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=ca_file(verify))
+
+
 class HttpTransport:
-    """``http.client`` + ``ssl`` with timeouts always on; proxies from the environment are honoured.
+    """One request per call on a fresh connection, bounded as the module docstring says."""
 
-    Not ``requests``: importing it costs about a third of a cold ``credential-process`` run, for
-    one POST on a fresh connection. Kept to what requests did for us: ``HTTPS_PROXY``/``HTTP_PROXY``/
-    ``ALL_PROXY`` with ``NO_PROXY`` (names, suffixes, ``*`` and CIDR blocks), ``AWS_CA_BUNDLE`` (then
-    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, then certifi's bundle when installed, else the system
-    store), ``--no-verify-ssl``, a connect timeout of at most 5 s and a read timeout, and the same
-    error messages.
-    """
-
-    def __init__(self, verify: bool | str = True, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        verify: bool | str = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        cancel: CancelToken | None = None,
+        max_answer: int = MAX_ANSWER,
+    ) -> None:
         self._verify = resolve_verify(verify)
         self._timeout = timeout
-        self._connect_timeout = min(5.0, timeout)
-        self._context: Any = None
+        self._cancel = cancel
+        self._max_answer = max_answer
+        self._context: ssl.SSLContext | None = None
 
-    def _ssl_context(self) -> Any:
+    def _ssl_context(self) -> ssl.SSLContext:
         if self._context is None:
-            import ssl
-
-            if self._verify is False:
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            else:
-                ctx = ssl.create_default_context(cafile=_ca_file(self._verify))
-            self._context = ctx
+            self._context = tls_context(self._verify)
         return self._context
 
     def send(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> HttpResponse:
-        import http.client
-        import socket
-        import ssl
-
+        if self._cancel is not None and self._cancel.cancelled:
+            raise Cancelled("cancelled")
         parts = urlsplit(url)
-        host = parts.netloc
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
             raise EndpointError(f"endpoint URL {url.split('?')[0]} is invalid") from None
         hostname = parts.hostname or ""
-        target = parts.path or "/"
-        if parts.query:
-            target += "?" + parts.query
-        proxy = _proxy_for(parts.scheme, hostname)
-        conn: http.client.HTTPConnection
-        try:
-            if proxy is None:
-                if parts.scheme == "https":
-                    conn = http.client.HTTPSConnection(
-                        hostname, port, timeout=self._connect_timeout, context=self._ssl_context()
-                    )
-                else:
-                    conn = http.client.HTTPConnection(hostname, port, timeout=self._connect_timeout)
-            else:
-                conn = _proxied_connection(proxy, parts.scheme, hostname, port, self)
-                if parts.scheme == "http":
-                    target = url  # plain HTTP through a proxy: absolute URI, no tunnel
-        except ValueError:
-            raise EndpointError(f"endpoint URL {url.split('?')[0]} is invalid") from None
+        if not hostname or parts.scheme not in ("http", "https"):
+            raise EndpointError(f"endpoint URL {url.split('?')[0]} is invalid")
+        deadline = time.monotonic() + self._timeout
+        headers = dict(headers)
+        names = {k.lower() for k in headers}
+        if "user-agent" not in names:
+            headers["User-Agent"] = _user_agent()
+        proxy = proxy_for(url)
+        if proxy is not None:
+            return self._send_proxied(method, url, headers, body, proxy, deadline)
+        if "host" not in names:
+            headers["Host"] = parts.netloc
+        return self._send_direct(method, parts.scheme, hostname, port, _target(parts), headers, body, deadline)
+
+    # ---- the direct path: http.client on our own socket ------------------------------------------
+
+    def _send_direct(
+        self,
+        method: str,
+        scheme: str,
+        hostname: str,
+        port: int,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
+        deadline: float,
+    ) -> HttpResponse:
+        import http.client
+
+        host = hostname  # messages name the host as the user wrote it
+        sock: socket.socket | None = None
+        watched: socket.socket | None = None
         try:
             try:
-                conn.connect()
-            except ssl.SSLError as e:
-                raise EndpointError(
-                    f"TLS verification of {host} failed: {_reason(e)}",
-                    hint="trust its CA with AWS_CA_BUNDLE, or use --no-verify-ssl for local tests",
-                ) from None
-            except TimeoutError:
-                if proxy is not None:
-                    raise TransientError(f"the proxy refused or failed the connection to {host}") from None
-                raise TransientError(f"connecting to {host} timed out after {self._connect_timeout:g}s") from None
-            except OSError as e:
-                if proxy is not None:
-                    raise TransientError(f"the proxy refused or failed the connection to {host}") from None
-                raise TransientError(f"cannot connect to {host}: {_reason(e)}") from None
-            assert conn.sock is not None
-            conn.sock.settimeout(self._timeout)
+                sock = _connect(hostname, port, deadline, self._cancel)
+                if self._cancel is not None:
+                    watched = sock.dup()  # TLS wrapping detaches ``sock``; the duplicate stays usable
+                    self._cancel.watch(watched)
+                if scheme == "https":
+                    sock.settimeout(_left(deadline))  # the handshake has one deadline inside ssl
+                    sock = self._ssl_context().wrap_socket(sock, server_hostname=hostname)
+            except Exception as e:  # noqa: BLE001 - mapped by type below, anything else re-raised
+                raise self._mapped(e, host, connected=False) from None
             try:
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+                conn = http.client.HTTPConnection(hostname, port)
+            except ValueError:
+                raise EndpointError(f"endpoint host {hostname!r} is invalid") from None
+            conn.sock = _DeadlineSocket(sock, deadline)  # type: ignore[assignment]
             try:
                 conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-                names = {k.lower() for k in headers}
                 for k, v in headers.items():
                     conn.putheader(k, v)
-                if "host" not in names:
-                    conn.putheader("Host", host)
-                if "content-length" not in names:
+                if "content-length" not in {k.lower() for k in headers}:
                     conn.putheader("Content-Length", str(len(body)))
-                if "user-agent" not in names:
-                    conn.putheader("User-Agent", _user_agent())
                 conn.endheaders(body)  # headers and body in one send: no Nagle/delayed-ACK stall
                 resp = conn.getresponse()
-                data = resp.read()
-            except TimeoutError:
-                raise TransientError(f"{host} did not answer within {self._timeout:g}s") from None
-            except (http.client.HTTPException, OSError) as e:
-                raise TransientError(f"cannot connect to {host}: {_reason(e)}") from None
-            return HttpResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+                data = read_capped(resp.length, resp.read, self._max_answer, host)
+                return HttpResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+            except AnswerTooLarge:
+                raise
+            except Exception as e:  # noqa: BLE001 - as above
+                raise self._mapped(e, host, connected=True) from None
         finally:
-            conn.close()
+            if watched is not None:
+                assert self._cancel is not None
+                self._cancel.forget(watched)
+                watched.close()
+            if sock is not None:
+                sock.close()
+
+    def _mapped(self, e: BaseException, host: str, *, connected: bool) -> BaseException:
+        if self._cancel is not None and self._cancel.cancelled:
+            return Cancelled("cancelled")
+        return map_error(e, host, self._timeout, connected=connected)
+
+    # ---- through a proxy: requests -------------------------------------------------------------
+
+    def _send_proxied(
+        self, method: str, url: str, headers: dict[str, str], body: bytes, proxy: str, deadline: float
+    ) -> HttpResponse:
+        from . import proxied
+
+        host = urlsplit(url).hostname or ""
+        try:
+            return proxied.send(
+                method,
+                url,
+                headers,
+                body,
+                proxy=proxy,
+                context=self._ssl_context() if url.startswith("https:") or proxy.startswith("https:") else None,
+                verify=self._verify is not False,
+                deadline=deadline,
+                cancel=self._cancel,
+                max_answer=self._max_answer,
+            )
+        except proxied.Expired:
+            if self._cancel is not None and self._cancel.cancelled:
+                raise Cancelled("cancelled") from None
+            raise DeadlineError(f"{host} did not answer within {self._timeout:g}s (through the proxy)") from None
 
     def close(self) -> None:
         pass
@@ -161,130 +261,97 @@ class HttpTransport:
 DefaultTransport = HttpTransport
 
 
+def _target(parts: Any) -> str:
+    target = str(parts.path or "/")
+    if parts.query:
+        target += "?" + str(parts.query)
+    return target
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the attempt's deadline passed")
+    return left
+
+
+def _connect(hostname: str, port: int, deadline: float, cancel: CancelToken | None) -> socket.socket:
+    """``socket.create_connection`` with the socket registered for cancelling before it connects."""
+    error: OSError | None = None
+    # name resolution is not bounded by the deadline (getaddrinfo has no timeout); the endpoint
+    # is a name the user configured, and a local resolver answers or fails on its own
+    for family, kind, proto, _, address in socket.getaddrinfo(hostname, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            if cancel is not None:
+                cancel.watch(sock)
+            sock.settimeout(_left(deadline))
+            sock.connect(address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = e
+            if isinstance(e, TimeoutError) or (cancel is not None and cancel.cancelled):
+                raise
+        finally:
+            if cancel is not None:
+                cancel.forget(sock)
+    raise error or OSError("no address to connect to")
+
+
+class _DeadlineSocket:
+    """The socket ``http.client`` sees: every wait gets only the time left until the deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline
+
+    def _arm(self) -> None:
+        self.sock.settimeout(_left(self.deadline))
+
+    def sendall(self, data: bytes) -> None:
+        self._arm()  # since Python 3.5 the timeout bounds the whole sendall
+        self.sock.sendall(data)
+
+    def recv_into(self, buffer: Any) -> int:
+        self._arm()
+        return self.sock.recv_into(buffer)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def close(self) -> None:
+        pass  # http.client closes a Connection: close socket before the body is read; send() closes it
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, owner: _DeadlineSocket) -> None:
+        self._owner = owner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._owner.recv_into(buffer)
+
+
 def _user_agent() -> str:
     from ._version import __version__
 
     return f"rolesanywhere-signer/{__version__}"
 
 
-def _ca_file(verify: bool | str) -> str | None:
-    """The CA bundle to trust: the one given, else requests' variables, else certifi, else None (system)."""
-    if isinstance(verify, str):
-        return verify
-    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        value = os.environ.get(var)
-        if value:
-            return value
-    try:
-        import certifi
-    except ImportError:
-        return None
-    return str(certifi.where())
-
-
 _PROXY_VARS = ("https_proxy", "http_proxy", "all_proxy")
 
 
-def _proxy_for(scheme: str, hostname: str) -> str | None:
-    """The proxy URL for this request from the environment, or None (no proxy, or NO_PROXY matches)."""
-    names = {k.lower() for k in os.environ}
-    if not any(v in names for v in _PROXY_VARS):
-        return None  # the common case: no urllib.request import at all
-    import urllib.request
+def proxy_for(url: str) -> str | None:
+    """The proxy URL for this request, or None (no proxy variable, or ``NO_PROXY`` matches).
 
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(scheme) or proxies.get("all")
-    if not proxy or _bypass(hostname):
+    With no proxy variable set (the common case) nothing is imported.
+    """
+    if not any(k.lower() in _PROXY_VARS and v for k, v in os.environ.items()):
         return None
-    return proxy if "://" in proxy else f"http://{proxy}"
+    from . import proxied
 
-
-def _bypass(hostname: str) -> bool:
-    import urllib.request
-
-    if urllib.request.proxy_bypass(hostname):  # type: ignore[attr-defined]
-        return True
-    no_proxy = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
-    import ipaddress
-
-    try:
-        addr = ipaddress.ip_address(hostname.strip("[]"))
-    except ValueError:
-        return False
-    for entry in no_proxy.replace(" ", "").split(","):
-        if "/" in entry:
-            try:
-                if addr in ipaddress.ip_network(entry, strict=False):
-                    return True
-            except ValueError:
-                continue
-    return False
-
-
-def _proxied_connection(proxy: str, scheme: str, hostname: str, port: int, transport: HttpTransport) -> Any:
-    """A connection through an HTTP proxy: CONNECT tunnel for https, absolute URI for http."""
-    import base64
-    import http.client
-    from urllib.parse import unquote
-
-    p = urlsplit(proxy)
-    headers: dict[str, str] = {}
-    if p.username is not None:
-        cred = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
-        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(cred).decode()
-    proxy_port = p.port or (443 if p.scheme == "https" else 80)
-    if scheme == "https":
-        conn = http.client.HTTPSConnection(
-            p.hostname or "", proxy_port, timeout=transport._connect_timeout, context=transport._ssl_context()
-        )
-        conn.set_tunnel(hostname, port, headers=headers)
-        return conn
-    conn2 = http.client.HTTPConnection(p.hostname or "", proxy_port, timeout=transport._connect_timeout)
-    if headers:
-        conn2.putheader = _with_headers(conn2.putheader, headers)  # type: ignore[method-assign]
-    return conn2
-
-
-def _with_headers(putheader: Any, extra: dict[str, str]) -> Any:
-    sent = False
-
-    def wrapped(header: str, *values: str) -> None:
-        nonlocal sent
-        if not sent:
-            sent = True
-            for k, v in extra.items():
-                putheader(k, v)
-        putheader(header, *values)
-
-    return wrapped
-
-
-def _reason(e: BaseException) -> str:
-    """The innermost, human part of a socket, ssl or http.client error."""
-    text = str(e)
-    for marker in ("Errno 111", "Connection refused"):
-        if marker in text:
-            return "connection refused"
-    if (
-        "Name or service not known" in text
-        or "nodename nor servname" in text
-        or "Temporary failure in name resolution" in text
-    ):
-        return "host name not found"
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        import re
-
-        m = re.search(r"certificate verify failed: ([^(')]+)", text)
-        return m.group(1).strip() if m else "certificate verify failed"
-    if (
-        "Connection reset" in text
-        or "RemoteDisconnected" in text
-        or "Connection aborted" in text
-        or "Remote end closed connection" in text
-        or isinstance(e, (ConnectionResetError, BrokenPipeError))
-        or type(e).__name__ in ("RemoteDisconnected", "IncompleteRead", "BadStatusLine")
-    ):
-        return "the connection was closed without an answer"
-    if isinstance(e, OSError) and not type(e).__module__.startswith("requests"):
-        return "ConnectionError"  # the name requests gave every other socket failure
-    return type(e).__name__
+    return proxied.choose(url)

@@ -74,6 +74,20 @@ def register(sub: Any, name: str) -> None:
         metavar="[ADDRESS:]PORT",
         help="serve Prometheus metrics here (address default 127.0.0.1; needs the metrics extra) [ours]",
     )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=256,
+        metavar="N",
+        help="open connections at most, 1..65536; past it the oldest idle one is dropped (default %(default)s) [ours]",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="time a client has to send its request headers, 0.1..60 (default %(default)s) [ours]",
+    )
     p.set_defaults(func=run)
 
 
@@ -189,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
     from ..imds import CredentialServer, ServeConfig, ServedIdentity, new_container_token, role_name_of
     from ..refresher import SERVE_POLICY, Refresher, handle_signals
     from ..systemd import Notifier, listen_sockets
+    from ..transport import Cancelled
 
     use_log_format(args.log_format, args.debug)
     log = logging.getLogger("rolesanywhere_signer.serve")
@@ -196,6 +211,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--port {args.port} is out of range", hint="use 1..65535")
     if not 1 <= args.hop_limit <= 255:
         raise UsageError(f"--hop-limit {args.hop_limit} is out of range", hint="use 1..255")
+    if not 1 <= args.max_connections <= 65536:
+        raise UsageError(f"--max-connections {args.max_connections} is out of range", hint="use 1..65536")
+    if not 0.1 <= args.header_timeout <= 60:  # also refuses nan
+        raise UsageError(f"--header-timeout {args.header_timeout:g} is out of range", hint="use 0.1..60 seconds")
     binds = check_binds(args.bind, args.allow_remote)
     metrics_at = None
     if args.metrics_listen is not None:
@@ -258,7 +277,12 @@ def run(args: argparse.Namespace) -> int:
         hop_limit=args.hop_limit,
         allow_remote=args.allow_remote,
         container_token=default.container_token if default is not None else None,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
     )
+    from ..imds_server import raise_nofile_limit
+
+    raise_nofile_limit()  # systemd and shells default to a soft limit of 1024
 
     # a SIGHUP (a renewal hook) during start-up must not kill the process, as its default action
     # would: until the full handlers are in, it just asks for a reload
@@ -278,34 +302,45 @@ def run(args: argparse.Namespace) -> int:
         for spec, ident in zip(specs, identities, strict=True):
             if ident.container_token is not None and spec.container_token_file:
                 write_private_file(spec.container_token_file, ident.container_token.encode())
-        # the key and certificate are configuration: open them now, so a bad one ends serve at once
-        # (with several identities, a broken one is reported and retried; the others serve)
-        opened = 0
-        for ident in identities:
-            try:
-                ident.refresher.open()
-                opened += 1
-            except SignerError as e:
-                if not several or args.exit_on_failure:
-                    raise
-                log.warning(
-                    "identity %s cannot be loaded (retrying): %s",
-                    ident.name,
-                    e.diagnostics(),
-                    extra={"identity": ident.name},
-                )
-        if opened == 0:
-            raise InputError("no identity in the config file could be loaded", hint="see the lines above")
-        if args.exit_on_failure:
-            # the old start-up: nothing listens before every first CreateSession has worked
+        # SIGTERM/SIGINT end serve (exit 0, within 2 s) from here on, even during a PIN prompt or the
+        # first CreateSession (--exit-on-failure): those run with ``starting`` set, and a stop cancels them
+        handle_signals(*refreshers)
+        for r in refreshers:
+            r.starting = True
+        try:
+            # the key and certificate are configuration: open them now, so a bad one ends serve at once
+            # (with several identities, a broken one is reported and retried; the others serve)
+            opened = 0
+            for ident in identities:
+                try:
+                    ident.refresher.open()
+                    opened += 1
+                except SignerError as e:
+                    if not several or args.exit_on_failure:
+                        raise
+                    log.warning(
+                        "identity %s cannot be loaded (retrying): %s",
+                        ident.name,
+                        e.diagnostics(),
+                        extra={"identity": ident.name},
+                    )
+            if opened == 0:
+                raise InputError("no identity in the config file could be loaded", hint="see the lines above")
+            if args.exit_on_failure:
+                # the old start-up: nothing listens before every first CreateSession has worked
+                for r in refreshers:
+                    r.refresh(log_failure=False)
+        except Cancelled:
+            log.info("shutting down")
+            return 0
+        finally:
             for r in refreshers:
-                r.refresh(log_failure=False)
+                r.starting = False
         if metrics_at is not None:
             from ..metrics import MetricsServer
 
             metrics = MetricsServer(identities, *metrics_at)
             log.info("metrics on %s port %d", metrics_at[0], metrics.port)
-        handle_signals(*refreshers)
         server.start()
         # from here on requests are answered: 503 "no credentials yet" until a first CreateSession works
         for r in refreshers:

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..enroll.schedule import start_for as start_renewal
     from ..errors import InputError, SignerError
     from ..refresher import MAX_SLEEP, Refresher, handle_signals
+    from ..transport import Cancelled
 
     use_log_format(args.log_format, args.debug)
     log = logging.getLogger("rolesanywhere_signer.update")
@@ -58,10 +59,18 @@ def run(args: argparse.Namespace) -> int:
     # a SIGHUP (a renewal hook) during start-up must not kill the process, as its default action
     # would: until the full handlers are in, it just asks for a reload
     signal.signal(signal.SIGHUP, lambda signum, frame: refresher.post_signal("reload"))
+    handle_signals(refresher)  # SIGTERM/SIGINT cancel even the first CreateSession (exit 0)
     renewing = None
     try:
         # the first CreateSession must work: bad settings end here, said once by main()
-        creds = refresher.refresh(log_failure=False)
+        try:
+            refresher.starting = True
+            try:
+                creds = refresher.refresh(log_failure=False)
+            finally:
+                refresher.starting = False
+        except Cancelled:
+            return 0
         written_path = write(path, profile, creds)
         written = refresher.generation
         log.info("wrote profile %s in %s, valid until %s", profile, written_path, creds.expiration_text())
@@ -72,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
                 result = Renewer(identity, request, renewal, timeout=args.timeout, credentials=refresher.get).renew()
                 log.info("%s", result.message)
             return 0
-        handle_signals(refresher)
         renewing = start_renewal(renewal, identity, request, refresher, timeout=args.timeout)
         while not refresher.stopping:
             # tick() compares wall-clock expiry, so a suspend/resume is caught on the next wake-up
