@@ -96,10 +96,10 @@ def _cert_from_store(identity: IdentityOptions) -> bool:
         return backend_name(identity) == "pkcs11" and not identity.private_key
     if cert.startswith("pkcs11:"):
         return True
-    try:
-        with open(cert, "rb") as f:
-            head = f.read(4096)
-    except OSError:
+    from .files import read_head
+
+    head = read_head(cert, 4096)
+    if head is None:
         return False  # the file checks report why
     from .backends.pem import looks_like_pkcs12
     from .certs import pem_labels
@@ -225,11 +225,10 @@ def key_checks(identity: IdentityOptions, found: _Found) -> list[Check]:
     else:
         backend = backend_name(identity)
         if backend == "pem" and not identity.private_key:
-            try:
-                with open(identity.certificate or "", "rb") as f:
-                    combo = any(lb.endswith("PRIVATE KEY") for lb in pem_labels(f.read(1 << 20)))
-            except OSError:
-                combo = False
+            from .files import read_head
+
+            head = read_head(identity.certificate or "", 1 << 20)
+            combo = head is not None and any(lb.endswith("PRIVATE KEY") for lb in pem_labels(head))
             if not combo:
                 return [Check(name, "fail", "no --private-key given, and the certificate file holds no key")]
         try:

@@ -110,7 +110,8 @@ class ServeConfig:
     hop_limit: int = 1
     allow_remote: bool = False
     #: the container endpoint answers only when a token exists (written with --container-token-file)
-    container_token: str | None = None
+    #: a bytearray from serve, so it can be overwritten on close (str accepted for the library)
+    container_token: str | bytearray | None = None
 
     def __repr__(self) -> str:
         return (

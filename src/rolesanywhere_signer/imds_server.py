@@ -474,7 +474,7 @@ class Routes:
         self.app = app
         self.config = app.config
         token = app.config.container_token
-        self._container_token = token.encode() if token is not None else None
+        self._container_token = token.encode() if isinstance(token, str) else token  # serve's bytearray, not copied
         self._hosts: dict[str, bool] = {}  # Host header -> allowed (bounded below)
         #: (credentials object, container answer body, IMDS answer body): rendered once per refresh
         self._rendered: tuple[object, bytes, bytes] | None = None

@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .credentials import Credentials, mask_access_key
-from .errors import AuthenticationError, BackendError, SecretError, SignerError
+from .errors import AuthenticationError, BackendError, InputError, SecretError, SignerError
+from .files import open_input, read_fd
 from .options import IdentityOptions, RequestOptions
 from .retry import RetryPolicy
 from .transport import DEFAULT_TIMEOUT
@@ -92,12 +93,17 @@ def file_fingerprint(identity: IdentityOptions) -> tuple[object, ...]:
             parts.append(value)
             continue
         try:
-            st = os.stat(value)
-            with open(value, "rb") as f:
-                digest = hashlib.sha256(f.read(4 * 1024 * 1024)).hexdigest()
+            fd, st = open_input(value, "file")  # non-blocking, regular files only
+        except InputError as e:
+            parts.append((value, e.message))
+            continue
+        try:
+            digest = hashlib.sha256(read_fd(fd, 4 * 1024 * 1024)).hexdigest()
             parts.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, digest))
         except OSError as e:
             parts.append((value, e.errno))
+        finally:
+            os.close(fd)
     return tuple(parts)
 
 

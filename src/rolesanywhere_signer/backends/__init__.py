@@ -31,11 +31,10 @@ def is_tpm_handle(value: str) -> bool:
 
 
 def _file_starts_with_tss2(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return TSS2_MARKER in f.read(4096)
-    except OSError:
-        return False  # the PEM backend reports the precise file error
+    from ..files import read_head  # non-blocking: a FIFO must not hang the sniffing
+
+    head = read_head(path, 4096)
+    return head is not None and TSS2_MARKER in head  # else the PEM backend reports the file error
 
 
 def load_signer(opts: IdentityOptions) -> Signer:

@@ -17,7 +17,7 @@ from ..certs import (
     pem_labels,
 )
 from ..errors import InputError, NotSupportedError, SecretError
-from ..files import read_input_file
+from ..files import read_input_file, warn_if_exposed
 from ..options import IdentityOptions
 from ..secret import Secret, prompt_secret
 from ..signer import DIGESTS, DigestName, algorithm_for_key, hash_algorithm
@@ -209,7 +209,7 @@ def open_key(opts: IdentityOptions) -> PemKey:
         from ..errors import UsageError
 
         raise UsageError("--private-key is required", hint="see --help")
-    data = read_input_file(source, "private key file")
+    data = read_input_file(source, "private key file", secret=True)
     if not pem_labels(data) and looks_like_pkcs12(data):
         key, _ = _load_pkcs12(data, source, opts)
         _check_key_type(key, source)
@@ -227,6 +227,7 @@ def load(opts: IdentityOptions) -> PemSigner:
     if not pem_labels(cert_data) and looks_like_pkcs12(cert_data):
         if opts.private_key:
             raise InputError(f"{cert_path} is a PKCS#12 bundle; it carries its own key, so drop --private-key")
+        warn_if_exposed(cert_path, "PKCS#12 bundle")  # it carries the key
         key, certs = _load_pkcs12(cert_data, cert_path, opts)
         _check_key_type(key, cert_path)
         leaf, extra = certs[0], certs[1:]
@@ -236,9 +237,10 @@ def load(opts: IdentityOptions) -> PemSigner:
         leaf, extra = certs[0], certs[1:]
         if opts.private_key:
             key_source = opts.private_key
-            key = parse_private_key(read_input_file(key_source, "private key file"), key_source, opts)
+            key = parse_private_key(read_input_file(key_source, "private key file", secret=True), key_source, opts)
         elif any(lb.endswith("PRIVATE KEY") for lb in pem_labels(cert_data)):
             key_source = cert_path  # a combo file: key and certificate together
+            warn_if_exposed(cert_path, "certificate file (it holds the private key)")
             key = parse_private_key(cert_data, cert_path, opts)
         else:
             raise InputError(

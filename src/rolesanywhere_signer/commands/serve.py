@@ -87,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..arn import validate_request
     from ..cliargs import identity_from_args, request_from_args
-    from ..credfile import write_private_file
     from ..errors import UsageError
+    from ..files import write_private_file
+    from ..hardening import harden_process, wipe
     from ..imds import CredentialServer, ServeConfig, new_container_token, role_name_of
     from ..refresher import Refresher, handle_signals
 
@@ -101,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     identity = identity_from_args(args)
     request = request_from_args(args)
     validate_request(request)
-    token = new_container_token() if args.container_token_file else None
+    harden_process()  # before any secret (PIN, key, token, credentials) is in memory
+    # a bytearray, overwritten on the way out: the one copy of the token this code controls
+    token = bytearray(new_container_token().encode()) if args.container_token_file else None
     config = ServeConfig(
         role_name=role_name_of(request.role_arn),
         binds=binds,
@@ -118,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         server.bind()  # a busy port fails now, before any PIN prompt or CreateSession
         if token is not None:
-            write_private_file(args.container_token_file, token.encode())
+            write_private_file(args.container_token_file, token, what="container token file")
         # the first CreateSession happens before listening; its failure ends serve, said once by main()
         refresher.refresh(log_failure=False)
         handle_signals(refresher)
@@ -132,4 +135,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.close()
         refresher.close()
+        wipe(token)
     return 0
