@@ -332,6 +332,12 @@ def prepare_target(
         real, missing = resolve_strict(path, owner, why=why, follow_final=follow)
         assert not missing
     directory = os.path.dirname(real) or "/"
+    for_other = owner.uid != os.geteuid()  # root writing for a user: checked as that user
+    if for_other and os.lstat(directory).st_uid != owner.uid:
+        raise InputError(
+            f"{why}: {user_name(owner.uid)} cannot write to {directory} itself",
+            hint="use a path in that user's own directories",
+        )
     try:
         st = os.lstat(real)
     except FileNotFoundError:
@@ -341,6 +347,8 @@ def prepare_target(
             raise InputError(f"{what} {path} is a directory", hint="name a file")
         if not stat.S_ISREG(st.st_mode) and not (stat.S_ISLNK(st.st_mode) and not follow):
             raise InputError(f"{why}: it is {_kind(st.st_mode)}, not a regular file")
+        if for_other and st.st_uid != owner.uid:
+            raise InputError(f"{why}: {real} belongs to {user_name(st.st_uid)}, not {user_name(owner.uid)}")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise InputError(f"cannot write to directory {directory}", hint="check its owner and permissions")
     return Target(real, directory, owner)
