@@ -25,7 +25,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy src tests
 
 bench: install
 	$(PY) benchmarks/run.py

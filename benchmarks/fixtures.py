@@ -124,6 +124,15 @@ class Bench:
     def pem_args(self) -> list[str]:
         return ["--certificate", str(self.leaf_cert_path), "--private-key", str(self.leaf_key_path)]
 
+    def rsa_args(self, bits: int) -> list[str]:
+        """A PEM RSA leaf of ``bits`` (made on first use: RSA-4096 key generation takes a while)."""
+        cert, key = self.base / f"rsa{bits}.crt", self.base / f"rsa{bits}.key"
+        if not cert.exists():
+            leaf = issue(f"Bench RSA-{bits} leaf", issuer=self.ca, key_type=f"rsa{bits}")
+            self.write(key.name, leaf.key_pem())
+            self.write(cert.name, leaf.pem)
+        return ["--certificate", str(cert), "--private-key", str(key)]
+
     def close(self) -> None:
         for p in reversed(self.procs):
             if p.poll() is None:

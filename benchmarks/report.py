@@ -21,13 +21,20 @@ class Row:
     max: float | None = None
     baseline: str = ""
     baseline_median: float | None = None
-    #: at most this ratio (or, with ``absolute``, this value) meets the target
+    #: at most this ratio (or, with ``absolute``, this value) meets the target; with ``at_least``,
+    #: at least this (throughput)
     target: float | None = None
     absolute: bool = False
+    at_least: bool = False
     note: str = ""
+    #: a ratio measured directly (the median of per-round ratios of interleaved rounds), which
+    #: is reported instead of median / baseline_median
+    measured_ratio: float | None = None
 
     @property
     def ratio(self) -> float | None:
+        if self.measured_ratio is not None:
+            return self.measured_ratio
         if self.median is None or not self.baseline_median:
             return None
         return self.median / self.baseline_median
@@ -37,7 +44,9 @@ class Row:
         if self.target is None:
             return None
         value = self.median if self.absolute else self.ratio
-        return None if value is None else value <= self.target
+        if value is None:
+            return None
+        return value >= self.target if self.at_least else value <= self.target
 
 
 HEADERS = ("scenario", "median", "min", "max", "baseline (median)", "ratio", "target", "met?")
@@ -58,10 +67,9 @@ def cells(r: Row) -> tuple[str, ...]:
     ratio = f"{r.ratio:.2f}×" if r.ratio is not None else "–"
     if r.target is None:
         target = ""
-    elif r.absolute:
-        target = f"≤ {_num(r.target, r.unit)}"
     else:
-        target = f"≤ {r.target:g}×"
+        sign = "≥" if r.at_least else "≤"
+        target = f"{sign} {_num(r.target, r.unit)}" if r.absolute else f"{sign} {r.target:g}×"
     met = {True: "yes", False: "NO", None: ""}[r.met]
     if r.median is None:
         met = r.note or "not available"

@@ -30,7 +30,7 @@ def cp_args(cert: Path, key: Path | None, ep: LocalEndpoint, *extra: object) -> 
 
 
 def assert_credentials(stdout: str) -> dict[str, object]:
-    doc = json.loads(stdout)
+    doc: dict[str, object] = json.loads(stdout)
     assert set(doc) == {"Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"}
     assert doc["Version"] == 1
     assert str(doc["AccessKeyId"]).startswith("ASIA")

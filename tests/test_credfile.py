@@ -154,7 +154,7 @@ def test_failing_write_leaves_old_file(tmp_path: Path, monkeypatch: pytest.Monke
     def full_disk(fd: int, data: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(credfile.os, "write", full_disk)
+    monkeypatch.setattr("rolesanywhere_signer.credfile.os.write", full_disk)
     with pytest.raises(InputError, match="disk is full"):
         write_credentials(str(path), "default", creds())
     monkeypatch.undo()
@@ -170,7 +170,7 @@ def test_failing_rename_leaves_old_file(tmp_path: Path, monkeypatch: pytest.Monk
     def refuse(src: str, dst: str) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(credfile.os, "replace", refuse)
+    monkeypatch.setattr("rolesanywhere_signer.credfile.os.replace", refuse)
     with pytest.raises(InputError, match="left intact"):
         write_credentials(str(path), "default", creds())
     monkeypatch.undo()
@@ -207,7 +207,12 @@ def test_lock_is_honoured(tmp_path: Path) -> None:
     fd = os.open(tmp_path / ".credentials.lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)
     done = threading.Event()
-    t = threading.Thread(target=lambda: (write_credentials(str(path), "default", creds(2)), done.set()))
+
+    def second_writer() -> None:
+        write_credentials(str(path), "default", creds(2))
+        done.set()
+
+    t = threading.Thread(target=second_writer)
     t.start()
     time.sleep(0.3)
     assert not done.is_set()  # waits for the other holder

@@ -192,7 +192,8 @@ def test_validates_duration(pki: PKI, endpoint: LocalEndpoint) -> None:
 @pytest.mark.parametrize("digest", ["sha1", "md5"])
 def test_rejects_weak_hash_signed_certificate(tmp_path: Any, digest: str) -> None:
     ca, leaf = weak_hash_chain(tmp_path, digest)
-    assert leaf.cert.signature_hash_algorithm.name == digest
+    hash_algorithm = leaf.cert.signature_hash_algorithm
+    assert hash_algorithm is not None and hash_algorithm.name == digest
     with LocalEndpoint([ca.cert]) as ep:
         assert_refused(send(ep, signer_for(leaf)), 403, "AccessDeniedException", f"signed with {digest}")
 

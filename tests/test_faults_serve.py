@@ -43,6 +43,11 @@ def wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
     return cond()
 
 
+def above(count: Callable[[], int], floor: int) -> Callable[[], bool]:
+    """A condition for wait_until that binds ``floor`` now (loops reuse the name)."""
+    return lambda: count() > floor
+
+
 def imds_get(port: int, now: Callable[[], datetime] | None = None) -> tuple[int, dict[str, Any] | None]:
     """One IMDSv2 round as botocore makes it: PUT a token, GET the credentials."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -126,13 +131,13 @@ def test_serve_process_survives_a_flapping_endpoint(
                 ep.down()
                 failures = log.read_text().count("refreshing credentials failed")
                 p.send_signal(signal.SIGHUP)  # refresh now, while the endpoint is unreachable
-                assert wait_until(lambda f=failures: log.read_text().count("refreshing credentials failed") > f)
+                assert wait_until(above(lambda: log.read_text().count("refreshing credentials failed"), failures))
                 assert p.poll() is None, f"serve exited in outage {cycle}"
                 ep.up()
                 before = ep.sessions_created
                 p.send_signal(signal.SIGHUP)
-                assert wait_until(lambda b=before: ep.sessions_created > b), log.read_text()[-2000:]
-                assert wait_until(lambda c=cycle: len(served) >= c + 2, 5), served
+                assert wait_until(above(lambda: ep.sessions_created, before)), log.read_text()[-2000:]
+                assert wait_until(above(lambda: len(served), cycle + 1), 5), served
         finally:
             stop.set()
             t.join(timeout=10)

@@ -156,6 +156,16 @@ def wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
     return cond()
 
 
+def above(count: Callable[[], int], floor: int) -> Callable[[], bool]:
+    """A condition for wait_until that binds ``floor`` now (loops reuse the name)."""
+    return lambda: count() > floor
+
+
+def changed(path: Path, old: bytes) -> Callable[[], bool]:
+    """A condition for wait_until: the file no longer holds ``old``."""
+    return lambda: path.read_bytes() != old
+
+
 @pytest.fixture
 def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
@@ -200,7 +210,7 @@ def test_kill_9_during_200_update_cycles(setup: dict[str, Any], procs: list[subp
                 kills += 1
                 p = start_updater(setup, ep.url, "ra", procs, sessions)
                 continue
-            assert wait_until(lambda b=before: sessions() > b, 10), setup["log"].read_text()[-2000:]
+            assert wait_until(above(sessions, before), 10), setup["log"].read_text()[-2000:]
         # let the last write land, then compare
         time.sleep(0.1)
         p.send_signal(signal.SIGTERM)
@@ -229,7 +239,7 @@ def test_two_updaters_at_once(setup: dict[str, Any], procs: list[subprocess.Pope
             before = sessions()
             a.send_signal(signal.SIGHUP)
             b.send_signal(signal.SIGHUP)  # both refresh and write at nearly the same moment
-            assert wait_until(lambda x=before: sessions() >= x + 2, 10), setup["log"].read_text()[-2000:]
+            assert wait_until(above(sessions, before + 1), 10), setup["log"].read_text()[-2000:]
         time.sleep(0.2)
         for p in (a, b):
             p.send_signal(signal.SIGTERM)
@@ -257,8 +267,8 @@ def test_flapping_endpoint_update_survives_and_catches_up(
             ep.up()
             before = ep.sessions_created
             p.send_signal(signal.SIGHUP)
-            assert wait_until(lambda b=before: ep.sessions_created > b, 10), setup["log"].read_text()[-2000:]
-            assert wait_until(lambda g=good: setup["cred"].read_bytes() != g, 5)
+            assert wait_until(above(lambda: ep.sessions_created, before), 10), setup["log"].read_text()[-2000:]
+            assert wait_until(changed(setup["cred"], good), 5)
         assert p.poll() is None
         p.send_signal(signal.SIGTERM)
         assert p.wait(10) == 0

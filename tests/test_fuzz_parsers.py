@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import re
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -54,7 +55,7 @@ def test_pkcs11_uri_parses_or_raises_our_error(tail: str) -> None:
     line.encode("utf-8")  # printable on any terminal: no lone surrogates in the message
 
 
-_value = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="!"), max_size=12)
+_value = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="!"), max_size=12)
 
 
 @st.composite
@@ -142,7 +143,7 @@ def ini_files(draw: st.DrawFn) -> tuple[bytes, list[str]]:
         if draw(st.booleans()):
             lines.append("")
     text = nl.join(lines)
-    if lines and draw(st.booleans()):
+    if len(lines) > 0 and draw(st.booleans()):
         text += nl
     return text.encode(), names
 
@@ -285,7 +286,11 @@ def test_tss2_damaged_files_raise_only_our_errors(key: object, edits: list[tuple
     for pos, value in edits:
         der[pos % len(der)] = value
     data = bytes(der if cut is None else der[: cut % (len(der) + 1)])
-    for attempt in (lambda: tss2.decode_der(data, "k.tss2"), lambda: tss2.parse_pem(_pem(data), "k.tss2")):
+    attempts: tuple[Callable[[], object], ...] = (
+        lambda: tss2.decode_der(data, "k.tss2"),
+        lambda: tss2.parse_pem(_pem(data), "k.tss2"),
+    )
+    for attempt in attempts:
         try:
             attempt()
         except SignerError as e:

@@ -30,7 +30,7 @@ from rolesanywhere_signer.endpoint_server import LocalEndpoint
 from rolesanywhere_signer.options import IdentityOptions, RequestOptions, redact_pkcs11_uri
 from rolesanywhere_signer.secret import Secret
 from support.pki import PKI, Issued
-from support.util import ARN_ARGS, PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN, clean_env, free_port, run_cli
+from support.util import ARN_ARGS, PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN, CliArg, clean_env, free_port, run_cli
 
 PASSWORD = "Hyg1ene-pass-Do-Not-Print"
 PW_ENV = "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD"
@@ -101,7 +101,16 @@ def test_credential_process_debug(
     enc_files: tuple[Path, Path], key_secrets: list[str], endpoint: LocalEndpoint, tmp_path: Path
 ) -> None:
     cert, key = enc_files
-    args = ["credential-process", "--certificate", cert, "--private-key", key, *ARN_ARGS, "--endpoint", endpoint.url]
+    args: list[CliArg] = [
+        "credential-process",
+        "--certificate",
+        cert,
+        "--private-key",
+        key,
+        *ARN_ARGS,
+        "--endpoint",
+        endpoint.url,
+    ]
     proc = run_cli([*args, "--debug"], env={PW_ENV: PASSWORD})
     assert proc.returncode == 0, proc.stderr
     assert "CreateSession attempt 1" in proc.stderr  # debug logging really was on
@@ -159,7 +168,7 @@ def test_failures_with_debug_tracebacks_leak_nothing(
 ) -> None:
     """--debug turns errors into tracebacks; those must not carry the password or key either."""
     cert, key = enc_files
-    base = ["credential-process", "--certificate", cert, "--private-key", key, *ARN_ARGS]
+    base: list[CliArg] = ["credential-process", "--certificate", cert, "--private-key", key, *ARN_ARGS]
     wrong = "Wr0ng-but-still-secret"
     proc = run_cli([*base, "--endpoint", f"http://127.0.0.1:{free_port()}", "--debug"], env={PW_ENV: wrong})
     assert proc.returncode != 0 and "Traceback" in proc.stderr

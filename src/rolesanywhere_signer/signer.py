@@ -7,27 +7,33 @@ over its SHA-256 digest (or the digest named), DER-encoded for ECDSA.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from .der import der_len
-from .protocol import ALGORITHM_ECDSA, ALGORITHM_RSA, Identity
+from . import keytypes
+from .keytypes import DIGEST_INFO_PREFIX, DIGESTS, DigestName, ecdsa_der_from_raw, hash_algorithm, key_type_of
+from .protocol import Identity
 
 if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-    from cryptography.hazmat.primitives.hashes import HashAlgorithm
 
-DigestName = Literal["sha256", "sha384", "sha512"]
-DIGESTS: tuple[DigestName, ...] = ("sha256", "sha384", "sha512")
-
-# DER DigestInfo prefixes (RFC 8017 §9.2 note 1) for tokens that only offer raw PKCS#1 v1.5.
-DIGEST_INFO_PREFIX: dict[str, bytes] = {
-    "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
-    "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
-    "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
-}
+__all__ = [
+    "DIGESTS",
+    "DIGEST_INFO_PREFIX",
+    "DigestName",
+    "KeyHandle",
+    "KeySigner",
+    "Signer",
+    "algorithm_for_key",
+    "digest",
+    "digest_info",
+    "ecdsa_der_from_raw",
+    "ecdsa_der_from_rs",
+    "hash_algorithm",
+    "identity_of",
+    "verify_signature",
+]
 
 
 @runtime_checkable
@@ -91,6 +97,8 @@ class KeySigner:
 
 
 def digest(data: bytes, name: DigestName = "sha256") -> bytes:
+    import hashlib
+
     return hashlib.new(name, data).digest()
 
 
@@ -99,45 +107,14 @@ def digest_info(data: bytes, name: DigestName = "sha256") -> bytes:
     return DIGEST_INFO_PREFIX[name] + digest(data, name)
 
 
-def _der_uint(big_endian: bytes) -> bytes:
-    # straight from bytes: this runs once per signature on the token and TPM paths
-    value = big_endian.lstrip(b"\x00") or b"\x00"
-    if value[0] & 0x80:
-        value = b"\x00" + value
-    return b"\x02" + der_len(len(value)) + value
-
-
 def ecdsa_der_from_rs(r: int, s: int) -> bytes:
-    """ASN.1 DER ``SEQUENCE { r INTEGER, s INTEGER }``."""
-    body = _der_uint(r.to_bytes((r.bit_length() + 7) // 8, "big")) + _der_uint(
-        s.to_bytes((s.bit_length() + 7) // 8, "big")
-    )
-    return b"\x30" + der_len(len(body)) + body
-
-
-def ecdsa_der_from_raw(raw: bytes) -> bytes:
-    """Convert PKCS#11's raw ``r || s`` (equal halves) to DER."""
-    if not raw or len(raw) % 2:
-        raise ValueError(f"raw ECDSA signature has odd length {len(raw)}")
-    half = len(raw) // 2
-    body = _der_uint(raw[:half]) + _der_uint(raw[half:])
-    return b"\x30" + der_len(len(body)) + body
+    """ASN.1 DER ``SEQUENCE { r INTEGER, s INTEGER }`` (TPMs return r and s separately)."""
+    return keytypes.encode_dss_signature(r, s)
 
 
 def algorithm_for_key(public_key: PublicKeyTypes) -> str:
     """The AWS algorithm name, from the key type alone (never from the cert's signature hash)."""
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    from .errors import NotSupportedError
-
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return ALGORITHM_RSA
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return ALGORITHM_ECDSA
-    raise NotSupportedError(
-        f"{type(public_key).__name__.removeprefix('_')} keys are not supported by Roles Anywhere",
-        hint="use an RSA or EC (P-256, P-384, P-521) key",
-    )
+    return key_type_of(public_key).algorithm
 
 
 def identity_of(signer: Signer) -> Identity:
@@ -152,30 +129,12 @@ def identity_of(signer: Signer) -> Identity:
     )
 
 
-def hash_algorithm(name: DigestName) -> HashAlgorithm:
-    from cryptography.hazmat.primitives import hashes
-
-    algos: dict[str, HashAlgorithm] = {
-        "sha256": hashes.SHA256(),
-        "sha384": hashes.SHA384(),
-        "sha512": hashes.SHA512(),
-    }
-    return algos[name]
-
-
 def verify_signature(public_key: PublicKeyTypes, signature: bytes, data: bytes, name: DigestName = "sha256") -> bool:
-    """True when ``signature`` over ``data`` verifies with ``public_key`` (RSA PKCS#1 v1.5 or DER ECDSA)."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    """True when ``signature`` over ``data`` verifies with ``public_key``; False for keys outside the table."""
+    from .errors import NotSupportedError
 
-    algo = hash_algorithm(name)
     try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            public_key.verify(signature, data, padding.PKCS1v15(), algo)
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(algo))
-        else:
-            return False
-    except InvalidSignature:
+        key_type = key_type_of(public_key)
+    except NotSupportedError:
         return False
-    return True
+    return key_type.verify(public_key, signature, data, name)

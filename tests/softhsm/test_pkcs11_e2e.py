@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from cryptography import x509
 
 from rolesanywhere_signer.backends import pkcs11 as p11
+from rolesanywhere_signer.endpoint_server import LocalEndpoint
 from rolesanywhere_signer.options import IdentityOptions
 from rolesanywhere_signer.signer import verify_signature
 from support.pki import PKI, issue
@@ -18,16 +20,18 @@ from support.util import ARN_ARGS, assert_one_line_error, clean_env, run_cli
 from .softhsm import MODULE, SoftHSM
 
 
-def _ok(proc) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _ok(proc: subprocess.CompletedProcess[str]) -> dict[str, object]:
     assert proc.returncode == 0, proc.stderr
-    doc: dict[str, str] = json.loads(proc.stdout)
+    doc: dict[str, object] = json.loads(proc.stdout)
     assert doc["Version"] == 1 and doc["AccessKeyId"]
     return doc
 
 
 @pytest.mark.parametrize("method", ["softhsm2-util", "pkcs11-tool"])
 @pytest.mark.parametrize("key_type", ["rsa2048", "rsa3072", "ec-p256", "ec-p384"])
-def test_credential_process_every_key_type(hsm: SoftHSM, pki: PKI, endpoint, key_type: str, method: str) -> None:
+def test_credential_process_every_key_type(
+    hsm: SoftHSM, pki: PKI, endpoint: LocalEndpoint, key_type: str, method: str
+) -> None:
     hsm.init_token("tok")
     leaf = pki.leaf(key_type, cn=f"p11 {key_type}")
     hsm.add_identity("tok", leaf, "mykey", "0a", method=method)
@@ -48,7 +52,7 @@ def test_credential_process_every_key_type(hsm: SoftHSM, pki: PKI, endpoint, key
     assert endpoint.state.sessions_created == 1
 
 
-def test_reference_flags_and_module_in_uri(hsm: SoftHSM, pki: PKI, endpoint) -> None:
+def test_reference_flags_and_module_in_uri(hsm: SoftHSM, pki: PKI, endpoint: LocalEndpoint) -> None:
     hsm.init_token("tok")
     leaf = pki.leaf("ec-p256")
     hsm.add_identity("tok", leaf, "k", "01")
@@ -89,7 +93,7 @@ def test_reference_flags_and_module_in_uri(hsm: SoftHSM, pki: PKI, endpoint) -> 
     assert endpoint.state.sessions_created == 3
 
 
-def test_pin_from_environment_and_pin_value_warns(hsm: SoftHSM, pki: PKI, endpoint) -> None:
+def test_pin_from_environment_and_pin_value_warns(hsm: SoftHSM, pki: PKI, endpoint: LocalEndpoint) -> None:
     hsm.init_token("tok")
     hsm.add_identity("tok", pki.leaf("ec-p256"), "k", "01")
     base = ["credential-process", "--pkcs11-lib", MODULE, "--endpoint", endpoint.url, *ARN_ARGS]
@@ -104,7 +108,9 @@ def test_pin_from_environment_and_pin_value_warns(hsm: SoftHSM, pki: PKI, endpoi
     assert "visible to other local users" in proc.stderr and "1234" not in proc.stderr
 
 
-def test_rsa_falls_back_to_raw_pkcs_with_host_digest_info(tmp_path: Path, pki: PKI, endpoint, monkeypatch) -> None:
+def test_rsa_falls_back_to_raw_pkcs_with_host_digest_info(
+    tmp_path: Path, pki: PKI, endpoint: LocalEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hsm = SoftHSM(tmp_path / "nohash", mechanisms="CKM_RSA_PKCS,CKM_ECDSA,CKM_SHA256")
     hsm.init_token("tok")
     hsm.add_identity("tok", pki.leaf("rsa2048"), "k", "01")
@@ -129,7 +135,9 @@ def test_rsa_falls_back_to_raw_pkcs_with_host_digest_info(tmp_path: Path, pki: P
     pkcs11.unload(MODULE)
     try:
         signer = p11.load(IdentityOptions(pkcs11_uri=hsm.uri("tok", "k"), pkcs11_lib=MODULE))
-        assert not signer._key._rsa_mech  # really on the CKM_RSA_PKCS path
+        key = signer._key
+        assert isinstance(key, p11.TokenKey)
+        assert not key._rsa_mech  # really on the CKM_RSA_PKCS path
         for d in ("sha256", "sha384", "sha512"):
             assert verify_signature(signer.certificate.public_key(), signer.sign(b"msg", d), b"msg", d)  # type: ignore[arg-type]
         signer.close()
@@ -137,7 +145,7 @@ def test_rsa_falls_back_to_raw_pkcs_with_host_digest_info(tmp_path: Path, pki: P
         pkcs11.unload(MODULE)
 
 
-def test_chain_from_token_holds_only_real_issuers(hsm: SoftHSM, pki: PKI, endpoint) -> None:
+def test_chain_from_token_holds_only_real_issuers(hsm: SoftHSM, pki: PKI, endpoint: LocalEndpoint) -> None:
     hsm.init_token("tok")
     leaf = pki.leaf("ec-p256", via_intermediate=True, cn="chained")
     hsm.add_identity("tok", leaf, "k", "01")
@@ -185,7 +193,7 @@ def test_chain_from_token_holds_only_real_issuers(hsm: SoftHSM, pki: PKI, endpoi
     )
 
 
-def test_yubikey_attestation_certificate_under_same_id(hsm: SoftHSM, pki: PKI, endpoint) -> None:
+def test_yubikey_attestation_certificate_under_same_id(hsm: SoftHSM, pki: PKI, endpoint: LocalEndpoint) -> None:
     hsm.init_token("tok")
     leaf = pki.leaf("ec-p256", cn="piv auth")
     hsm.add_identity("tok", leaf, "X.509 Certificate for PIV Authentication", "01")
@@ -237,7 +245,7 @@ def test_yubikey_attestation_certificate_under_same_id(hsm: SoftHSM, pki: PKI, e
     }
 
 
-def test_read_certificate_data_lists_copyable_uris(hsm: SoftHSM, pki: PKI, endpoint) -> None:
+def test_read_certificate_data_lists_copyable_uris(hsm: SoftHSM, pki: PKI, endpoint: LocalEndpoint) -> None:
     hsm.init_token("tok")
     a, b = pki.leaf("ec-p256", cn="first"), pki.leaf("rsa2048", cn="second")
     hsm.add_identity("tok", a, "a", "01")
@@ -259,7 +267,7 @@ def test_read_certificate_data_lists_copyable_uris(hsm: SoftHSM, pki: PKI, endpo
     )
 
 
-def test_always_authenticate_key(hsm: SoftHSM, pki: PKI, endpoint) -> None:
+def test_always_authenticate_key(hsm: SoftHSM, pki: PKI, endpoint: LocalEndpoint) -> None:
     hsm.init_token("tok")
     hsm.add_identity("tok", pki.leaf("ec-p256"), "sig", "02", always_auth=True)
     base = [
@@ -278,7 +286,9 @@ def test_always_authenticate_key(hsm: SoftHSM, pki: PKI, endpoint) -> None:
     assert "--reuse-pin" in proc.stderr
 
 
-def test_boto3_credential_process_with_pkcs11_uri(hsm: SoftHSM, pki: PKI, endpoint, tmp_path: Path) -> None:
+def test_boto3_credential_process_with_pkcs11_uri(
+    hsm: SoftHSM, pki: PKI, endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
     import boto3
 
     hsm.init_token("tok")

@@ -11,7 +11,7 @@ import pytest
 from rolesanywhere_signer.backends import pkcs11 as p11
 from rolesanywhere_signer.errors import BackendError, InputError
 from rolesanywhere_signer.options import IdentityOptions
-from rolesanywhere_signer.signer import verify_signature
+from rolesanywhere_signer.signer import DigestName, verify_signature
 from support.pki import PKI
 
 from .softhsm import MODULE, SPY, SoftHSM, login_results, remove
@@ -29,7 +29,9 @@ def tok(hsm: SoftHSM, pki: PKI) -> SoftHSM:
 
 
 @pytest.mark.skipif(not __import__("os").path.exists(SPY), reason="needs OpenSC pkcs11-spy")
-def test_one_login_for_many_signatures_from_many_threads(tok: SoftHSM, tmp_path: Path, monkeypatch) -> None:
+def test_one_login_for_many_signatures_from_many_threads(
+    tok: SoftHSM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log = tmp_path / "spy.log"
     for k, v in tok.spy_env(log).items():
         monkeypatch.setenv(k, v)
@@ -123,23 +125,25 @@ def test_health(tok: SoftHSM) -> None:
     assert nolib[0].status == "fail"
 
 
-def test_touch_notice_when_a_signature_is_slow(tok: SoftHSM, tmp_path: Path, monkeypatch) -> None:
+def test_touch_notice_when_a_signature_is_slow(tok: SoftHSM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tty = tmp_path / "tty"
     tty.write_text("")
     monkeypatch.setenv("ROLESANYWHERE_SIGNER_TTY", str(tty))
     monkeypatch.setattr(p11, "TOUCH_DELAY", 0.0)
     signer = p11.load(_opts(tok))
-    signer._key._touch = True  # SoftHSM is no hardware slot; pretend, as a YubiKey reader is
-    raw = signer._key._raw_sign
+    key = signer._key
+    assert isinstance(key, p11.TokenKey)
+    key._touch = True  # SoftHSM is no hardware slot; pretend, as a YubiKey reader is
+    raw = key._raw_sign
 
-    def slow(data: bytes, digest: str) -> bytes:
+    def slow(data: bytes, digest: DigestName) -> bytes:
         # the "touch": the token waits until the notice has reached the terminal (bounded)
         deadline = time.monotonic() + 10
         while not tty.read_text() and time.monotonic() < deadline:
             time.sleep(0.01)
-        return raw(data, digest)  # type: ignore[arg-type]
+        return raw(data, digest)
 
-    signer._key._raw_sign = slow  # type: ignore[method-assign]
+    key._raw_sign = slow  # type: ignore[method-assign]
     signer.sign(b"x", "sha384")  # sha384 goes through _raw_sign (sha256 EC is inlined); the timer is the same
     signer.close()
     assert "touch your security key" in tty.read_text()

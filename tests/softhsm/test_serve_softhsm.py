@@ -7,6 +7,8 @@ import http.client
 import json
 from pathlib import Path
 
+import pytest
+
 from rolesanywhere_signer.endpoint_server import LocalEndpoint
 from rolesanywhere_signer.imds import CredentialServer, ServeConfig
 from rolesanywhere_signer.options import IdentityOptions, RequestOptions
@@ -43,7 +45,9 @@ def _token(server: CredentialServer) -> str:
         conn.close()
 
 
-def test_token_removed_and_restored_while_serving(hsm: SoftHSM, pki: PKI, tmp_path: Path, monkeypatch) -> None:
+def test_token_removed_and_restored_while_serving(
+    hsm: SoftHSM, pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,::1")
     hsm.init_token("tok")
     hsm.add_identity("tok", pki.leaf("ec-p256"), "k", "01")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 KEY_TYPES = ("rsa2048", "rsa3072", "rsa4096", "ec-p256", "ec-p384", "ec-p521")
-_CURVES = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1, "ec-p521": ec.SECP521R1}
+_CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {
+    "ec-p256": ec.SECP256R1,
+    "ec-p384": ec.SECP384R1,
+    "ec-p521": ec.SECP521R1,
+}
 _RSA_CACHE: dict[int, list[Any]] = {}
 
 
@@ -54,7 +59,8 @@ class Issued:
             "pkcs8": serialization.PrivateFormat.PKCS8,
             "traditional": serialization.PrivateFormat.TraditionalOpenSSL,
         }[fmt]
-        return self.key.private_bytes(serialization.Encoding.PEM, pf, enc)
+        pem: bytes = self.key.private_bytes(serialization.Encoding.PEM, pf, enc)
+        return pem
 
 
 def issue(

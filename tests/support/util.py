@@ -36,8 +36,12 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# Arguments may be paths: they are passed through str() like a shell would.
+CliArg = str | os.PathLike[str]
+
+
 def run_cli(
-    args: Sequence[str],
+    args: Sequence[CliArg],
     *,
     env: Mapping[str, str] | None = None,
     input: bytes | None = None,
@@ -69,13 +73,13 @@ def nobody_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return clean_env({"PYTHONPATH": f"{SRC}:{site}", **(extra or {})})
 
 
-def cli_as_nobody(args: Sequence[str]) -> list[str]:
+def cli_as_nobody(args: Sequence[CliArg]) -> list[str]:
     """The argv that runs the CLI as nobody (for ``Popen`` of long-running commands)."""
     return [*AS_NOBODY, sys.executable, "-m", "rolesanywhere_signer", *map(str, args)]
 
 
 def run_cli_as_nobody(
-    args: Sequence[str], *, timeout: float = 60, env: Mapping[str, str] | None = None
+    args: Sequence[CliArg], *, timeout: float = 60, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI as uid/gid 65534 (``setpriv``): tests run as root, which reads any file."""
     return subprocess.run(
@@ -89,7 +93,7 @@ def run_cli_as_nobody(
     )
 
 
-def run_as_nobody(cmd: Sequence[str], *, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_as_nobody(cmd: Sequence[CliArg], *, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """An attacker's step (``ln -s``, ``mkfifo``...) run as nobody; it must succeed."""
     proc = subprocess.run(
         [*AS_NOBODY, *map(str, cmd)], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL

@@ -61,7 +61,8 @@ def tcti(tmp_path: Path) -> Iterator[str]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"swtpm did not start: {proc.stderr.read() if proc.stderr else ''}") from None
+                    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                    raise RuntimeError(f"swtpm did not start: {stderr}") from None
                 time.sleep(0.05)
         yield f"swtpm:host=127.0.0.1,port={port}"
     finally:

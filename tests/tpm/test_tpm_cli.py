@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rolesanywhere_signer.der import der_tlv
+from rolesanywhere_signer.endpoint_server import LocalEndpoint
 from rolesanywhere_signer.tss2 import encode_der, parse_pem
 from support.pki import PKI
 from support.util import ARN_ARGS, assert_one_line_error, clean_env, free_port, run_cli
@@ -42,7 +43,7 @@ def _ok(proc: subprocess.CompletedProcess[str]) -> None:
     assert doc["Version"] == 1 and doc["AccessKeyId"] and doc["SessionToken"]
 
 
-def test_credential_process_file_and_handle_keys(swtpm: Swtpm, keys: dict[str, Key], endpoint) -> None:
+def test_credential_process_file_and_handle_keys(swtpm: Swtpm, keys: dict[str, Key], endpoint: LocalEndpoint) -> None:
     _ok(run_cli(_cp(keys["openssl-ec"], endpoint, tcti=swtpm.tcti)))
     # TCTI from the environment, password from the environment, RSA at a persistent handle
     _ok(
@@ -58,7 +59,9 @@ def test_credential_process_file_and_handle_keys(swtpm: Swtpm, keys: dict[str, K
     assert endpoint.state.sessions_created == 4
 
 
-def test_boto3_credential_process_with_a_tpm_key(swtpm: Swtpm, keys: dict[str, Key], endpoint, tmp_path: Path) -> None:
+def test_boto3_credential_process_with_a_tpm_key(
+    swtpm: Swtpm, keys: dict[str, Key], endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
     import boto3
 
     key = keys["openssl-rsa-pw"]
@@ -84,7 +87,7 @@ def test_boto3_credential_process_with_a_tpm_key(swtpm: Swtpm, keys: dict[str, K
     assert endpoint.state.sessions_created == 1
 
 
-def test_password_prompt_on_the_terminal(swtpm: Swtpm, keys: dict[str, Key], endpoint) -> None:
+def test_password_prompt_on_the_terminal(swtpm: Swtpm, keys: dict[str, Key], endpoint: LocalEndpoint) -> None:
     import pty
 
     controller, tty = pty.openpty()
@@ -112,7 +115,9 @@ def test_password_prompt_on_the_terminal(swtpm: Swtpm, keys: dict[str, Key], end
 # ---------------------------------------------------------------- refusals
 
 
-def test_wrong_password_is_reported_once_then_lockout(fresh_tpm: Swtpm, pki: PKI, endpoint, tmp_path: Path) -> None:
+def test_wrong_password_is_reported_once_then_lockout(
+    fresh_tpm: Swtpm, pki: PKI, endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
     from support.pki import issue
@@ -149,7 +154,9 @@ def test_wrong_password_is_not_retried_in_process(fresh_tpm: Swtpm, tmp_path: Pa
     assert "TPM2_PT_LOCKOUT_COUNTER: 0x1" in out
 
 
-def test_missing_password_without_a_terminal_fails_fast(swtpm: Swtpm, keys: dict[str, Key], endpoint) -> None:
+def test_missing_password_without_a_terminal_fails_fast(
+    swtpm: Swtpm, keys: dict[str, Key], endpoint: LocalEndpoint
+) -> None:
     proc = run_cli(_cp(keys["openssl-rsa-pw"], endpoint, tcti=swtpm.tcti), timeout=20)
     assert_one_line_error(proc, "no terminal")
     assert "ROLESANYWHERE_SIGNER_TPM_KEY_PASSWORD" in proc.stderr
@@ -158,14 +165,14 @@ def test_missing_password_without_a_terminal_fails_fast(swtpm: Swtpm, keys: dict
     assert "--no-tpm-key-password" in proc.stderr
 
 
-def test_key_from_another_tpm(swtpm: Swtpm, keys: dict[str, Key], fresh_tpm: Swtpm, endpoint) -> None:
+def test_key_from_another_tpm(swtpm: Swtpm, keys: dict[str, Key], fresh_tpm: Swtpm, endpoint: LocalEndpoint) -> None:
     proc = run_cli(_cp(keys["openssl-ec"], endpoint, tcti=fresh_tpm.tcti))
     assert_one_line_error(proc, "made by another TPM")
     proc = run_cli(_cp(keys["tools-ec"], endpoint, "--tpm-key-password", PASSWORD, tcti=fresh_tpm.tcti))
     assert_one_line_error(proc, "parent key 0x81000001")
 
 
-def test_decrypt_only_key(swtpm: Swtpm, keys: dict[str, Key], endpoint, tmp_path: Path) -> None:
+def test_decrypt_only_key(swtpm: Swtpm, keys: dict[str, Key], endpoint: LocalEndpoint, tmp_path: Path) -> None:
     pub, priv = swtpm.tools_key(
         "decrypt-only", alg="rsa2048", attributes="fixedtpm|fixedparent|sensitivedataorigin|userwithauth|decrypt"
     )
@@ -176,7 +183,7 @@ def test_decrypt_only_key(swtpm: Swtpm, keys: dict[str, Key], endpoint, tmp_path
     assert_one_line_error(proc, "decrypt-only key")
 
 
-def test_restricted_key(swtpm: Swtpm, keys: dict[str, Key], endpoint, tmp_path: Path) -> None:
+def test_restricted_key(swtpm: Swtpm, keys: dict[str, Key], endpoint: LocalEndpoint, tmp_path: Path) -> None:
     pub, priv = swtpm.tools_key(
         "restricted",
         alg="ecc256:ecdsa-sha256:null",
@@ -189,13 +196,13 @@ def test_restricted_key(swtpm: Swtpm, keys: dict[str, Key], endpoint, tmp_path: 
     assert_one_line_error(proc, "restricted key")
 
 
-def test_missing_handle(swtpm: Swtpm, keys: dict[str, Key], endpoint) -> None:
+def test_missing_handle(swtpm: Swtpm, keys: dict[str, Key], endpoint: LocalEndpoint) -> None:
     key = Key("handle:0x81000099", None, keys["openssl-ec"].issued, keys["openssl-ec"].cert)
     proc = run_cli(_cp(key, endpoint, "--no-tpm-key-password", tcti=swtpm.tcti))
     assert_one_line_error(proc, "no key at persistent handle 0x81000099")
 
 
-def test_tpm_not_running(keys: dict[str, Key], endpoint) -> None:
+def test_tpm_not_running(keys: dict[str, Key], endpoint: LocalEndpoint) -> None:
     port = free_port()
     proc = run_cli(_cp(keys["openssl-ec"], endpoint, tcti=f"swtpm:host=127.0.0.1,port={port}"))
     assert_one_line_error(proc, "cannot connect to the TPM simulator")
@@ -204,7 +211,7 @@ def test_tpm_not_running(keys: dict[str, Key], endpoint) -> None:
     assert_one_line_error(proc, "TPM device /dev/tpm-none does not exist")
 
 
-def test_tss2_file_with_a_policy(swtpm: Swtpm, keys: dict[str, Key], endpoint, tmp_path: Path) -> None:
+def test_tss2_file_with_a_policy(swtpm: Swtpm, keys: dict[str, Key], endpoint: LocalEndpoint, tmp_path: Path) -> None:
     import base64
 
     der = encode_der(parse_pem(Path(keys["openssl-ec"].arg).read_bytes(), "k"))
@@ -226,7 +233,7 @@ def test_tss2_file_with_a_policy(swtpm: Swtpm, keys: dict[str, Key], endpoint, t
     assert_one_line_error(proc, "bound to a TPM policy")
 
 
-def test_certificate_of_another_key(swtpm: Swtpm, keys: dict[str, Key], endpoint) -> None:
+def test_certificate_of_another_key(swtpm: Swtpm, keys: dict[str, Key], endpoint: LocalEndpoint) -> None:
     key = Key(keys["openssl-ec"].arg, None, keys["pytss-ec"].issued, keys["pytss-ec"].cert)
     proc = run_cli(_cp(key, endpoint, tcti=swtpm.tcti))
     assert_one_line_error(proc, "does not match certificate")
@@ -249,7 +256,7 @@ def test_certificate_of_another_key(swtpm: Swtpm, keys: dict[str, Key], endpoint
     ],
 )
 def test_bad_tpm_inputs(
-    swtpm: Swtpm, keys: dict[str, Key], endpoint, key_arg: str, extra: list[str], phrase: str
+    swtpm: Swtpm, keys: dict[str, Key], endpoint: LocalEndpoint, key_arg: str, extra: list[str], phrase: str
 ) -> None:
     key = keys["openssl-rsa-pw"]
     args = [
@@ -268,7 +275,7 @@ def test_bad_tpm_inputs(
     assert_one_line_error(proc, phrase)
 
 
-def test_damaged_tss2_file(swtpm: Swtpm, keys: dict[str, Key], endpoint, tmp_path: Path) -> None:
+def test_damaged_tss2_file(swtpm: Swtpm, keys: dict[str, Key], endpoint: LocalEndpoint, tmp_path: Path) -> None:
     path = tmp_path / "bad.tss"
     path.write_bytes(b"-----BEGIN TSS2 PRIVATE KEY-----\nMAUGAw==\n-----END TSS2 PRIVATE KEY-----\n")
     proc = run_cli(
@@ -277,7 +284,9 @@ def test_damaged_tss2_file(swtpm: Swtpm, keys: dict[str, Key], endpoint, tmp_pat
     assert_one_line_error(proc, "is damaged")
 
 
-def test_generate_key_csr_and_credentials_through_the_cli(swtpm: Swtpm, pki: PKI, endpoint, tmp_path: Path) -> None:
+def test_generate_key_csr_and_credentials_through_the_cli(
+    swtpm: Swtpm, pki: PKI, endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
     """Enrollment on a TPM: generate-key --tpm, csr signed by the TPM, certificate, credential-process."""
     from cryptography import x509
 
