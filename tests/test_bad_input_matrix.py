@@ -342,6 +342,14 @@ MALFORMED_CREDENTIALS: dict[str, dict[str, str]] = {
     "expiration a year away": {"expiration": "2099-01-01T00:00:00Z"},
 }
 
+
+def _malformed_answer(fields: dict[str, str]) -> Callable[[Ctx], list[str]]:
+    def args(c: Ctx) -> list[str]:
+        return c.cp(endpoint=c.scripted(session_body({**GOOD_FIELDS, "expiration": _soon(), **fields})).url)
+
+    return args
+
+
 CASES: list[Case] = [
     # --- certificate and key files ------------------------------------------------------------
     Case("cert missing", lambda c: c.cp("missing"), "does not exist"),
@@ -557,13 +565,7 @@ CASES: list[Case] = [
         "malformed credentials",
     ),
     *(
-        Case(
-            f"endpoint credentials malformed: {name}",
-            lambda c, fields=fields: c.cp(
-                endpoint=c.scripted(session_body({**GOOD_FIELDS, "expiration": _soon(), **fields})).url
-            ),
-            "malformed credentials",
-        )
+        Case(f"endpoint credentials malformed: {name}", _malformed_answer(fields), "malformed credentials")
         for name, fields in MALFORMED_CREDENTIALS.items()
     ),
     Case(
