@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from rolesanywhere_signer import protocol
 from rolesanywhere_signer.backends.pem import PemSigner
 from rolesanywhere_signer.endpoint_server import LocalEndpoint
-from rolesanywhere_signer.signer import algorithm_for_key, identity_of
+from rolesanywhere_signer.signer import DigestName, Signer, algorithm_for_key, identity_of
 from support.pki import PKI, Issued, issue, weak_hash_chain
 from support.util import PROFILE_ARN, REGION, ROLE_ARN, TRUST_ANCHOR_ARN
 
@@ -30,7 +32,7 @@ def signer_for(leaf: Issued, chain: tuple[Any, ...] = (), key: Any = None) -> Pe
 
 def send(
     ep: LocalEndpoint,
-    signer: PemSigner,
+    signer: Signer,
     *,
     when: dt.datetime | None = None,
     request: protocol.SessionRequest = REQ,
@@ -177,6 +179,31 @@ def test_rejects_wrong_algorithm_for_key(pki: PKI, endpoint: LocalEndpoint) -> N
     leaf = pki.leaf("ec-p256")
     s = dataclasses.replace(signer_for(leaf), algorithm=protocol.ALGORITHM_RSA)
     assert_refused(send(endpoint, s), 403, "AccessDeniedException", "does not match")
+
+
+@dataclasses.dataclass
+class UncheckedSigner:
+    """Signs with any EC key, as a client that skips the local key-type check would."""
+
+    key: Any
+    certificate: Any
+    chain: tuple[Any, ...] = ()
+    algorithm: str = protocol.ALGORITHM_ECDSA
+
+    def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
+        signature: bytes = self.key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return signature
+
+    def close(self) -> None:
+        pass
+
+
+def test_rejects_a_key_outside_the_key_type_table(pki: PKI, endpoint: LocalEndpoint) -> None:
+    """secp256k1 signs ECDSA just as well, but Roles Anywhere takes P-256, P-384 and P-521 only."""
+    key = ec.generate_private_key(ec.SECP256K1())
+    leaf = pki.leaf(key=key)
+    assert_refused(send(endpoint, UncheckedSigner(key, leaf.cert)), 403, "AccessDeniedException", "curve secp256k1")
+    assert endpoint.state.sessions_created == 0
 
 
 def test_rejects_wrong_scope_region(pki: PKI, endpoint: LocalEndpoint) -> None:

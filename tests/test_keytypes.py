@@ -75,17 +75,17 @@ def test_raw_ecdsa_from_a_token_becomes_der(kind: str) -> None:
 def test_rsa_sizes_between_rows_sign_as_rsa_and_short_ones_are_refused() -> None:
     odd = key_type_of(rsa.generate_private_key(public_exponent=65537, key_size=2560).public_key())
     assert (odd.name, odd.family, odd.algorithm, odd.title) == ("RSA-2560", "rsa", "AWS4-X509-RSA-SHA256", "RSA 2560")
-    with pytest.raises(NotSupportedError, match="1024 bits are too short") as e:
+    with pytest.raises(NotSupportedError, match="RSA key has 1024 bits; use 2048 or more") as e:
         key_type_of(rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key())
     assert e.value.hint and "2048" in e.value.hint
 
 
 def test_anything_else_is_refused_with_a_hint() -> None:
-    with pytest.raises(NotSupportedError, match="Ed25519PublicKey keys are not supported") as e:
+    with pytest.raises(NotSupportedError, match="key is a Ed25519 key; Roles Anywhere takes RSA or EC keys") as e:
         key_type_of(ed25519.Ed25519PrivateKey.generate().public_key())
     assert e.value.hint and "P-256" in e.value.hint
-    with pytest.raises(NotSupportedError, match="secp256k1"):
-        key_type_of(ec.generate_private_key(ec.SECP256K1()).public_key())
+    with pytest.raises(NotSupportedError, match=r"EC key k\.pem is on curve secp256k1; use P-256, P-384 or P-521"):
+        key_type_of(ec.generate_private_key(ec.SECP256K1()).public_key(), "k.pem")
     with pytest.raises(NotSupportedError, match="unknown key type 'dsa1024'") as e:
         key_type_named("dsa1024")
     assert e.value.hint and "ec-p256" in e.value.hint

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .der import DER_NULL, der_bits, der_bool, der_int, der_octets, der_oid, der_seq, der_set, der_tlv
+from .der import der_bits, der_bool, der_int, der_octets, der_oid, der_seq, der_set, der_tlv
 from .errors import InputError, UsageError
-from .signer import KeyHandle, verify_signature
+from .keytypes import KeyType, key_type_of
+from .signer import KeyHandle
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
 
 
 OID_EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
-OID_SHA256_WITH_RSA = "1.2.840.113549.1.1.11"
-OID_ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2"
 
 # --- subject names (RFC 4514 strings) ----------------------------------------------------------
 
@@ -235,18 +234,6 @@ def _extensions(spec: CsrSpec) -> bytes:
     return der_seq(*exts)
 
 
-def _signature_algorithm(public_key: PublicKeyTypes) -> bytes:
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    from .errors import NotSupportedError
-
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return der_seq(der_oid(OID_SHA256_WITH_RSA), DER_NULL)
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return der_seq(der_oid(OID_ECDSA_WITH_SHA256))
-    raise NotSupportedError(f"cannot make a CSR for a {type(public_key).__name__.lstrip('_')} key")
-
-
 def request_info(spec: CsrSpec, public_key: PublicKeyTypes) -> bytes:
     """DER CertificationRequestInfo: version 0, subject, SPKI, [0] { extensionRequest }."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -257,6 +244,15 @@ def request_info(spec: CsrSpec, public_key: PublicKeyTypes) -> bytes:
     return der_seq(der_int(0), spec.subject.public_bytes(), spki, attributes)
 
 
+def _key_type(public_key: PublicKeyTypes) -> KeyType:
+    from .errors import NotSupportedError
+
+    try:
+        return key_type_of(public_key)
+    except NotSupportedError as e:
+        raise NotSupportedError(f"cannot make a CSR: {e.message}", hint=e.hint) from None
+
+
 def build_csr(spec: CsrSpec, key: KeyHandle) -> x509.CertificateSigningRequest:
     """Sign the request with ``key`` (SHA-256) and check the result before handing it out."""
     from cryptography import x509
@@ -264,12 +260,13 @@ def build_csr(spec: CsrSpec, key: KeyHandle) -> x509.CertificateSigningRequest:
     from .errors import BackendError
 
     public_key = key.public_key()
-    algorithm = _signature_algorithm(public_key)
+    key_type = _key_type(public_key)
     info = request_info(spec, public_key)
-    signature = key.sign(info, "sha256")
-    if not verify_signature(public_key, signature, info, "sha256"):
+    digest = key_type.prehash or "sha256"  # a key that signs the message itself ignores the digest
+    signature = key.sign(info, digest)
+    if not key_type.verify(public_key, signature, info, digest):
         raise BackendError("the key's signature over the CSR does not verify with its own public key")
-    der = der_seq(info, algorithm, der_bits(signature))
+    der = der_seq(info, key_type.signature_algorithm_der(), der_bits(signature))
     csr = x509.load_der_x509_csr(der)
     if not csr.is_signature_valid:  # pragma: no cover - guarded by the check above
         raise BackendError("the CSR signature does not verify")

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from . import protocol
-from .signer import verify_signature
+from .errors import NotSupportedError
+from .keytypes import ALGORITHMS, key_type_of
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -184,7 +185,7 @@ def verify_request(req: ReceivedRequest, state: EndpointState) -> dict[str, Any]
         auth = protocol.parse_authorization(one["authorization"])
     except ValueError as e:
         raise _denied(f"Invalid Authorization header: {e}") from None
-    if auth.algorithm not in protocol.ALGORITHMS:
+    if auth.algorithm not in ALGORITHMS:
         raise _denied(f"Unsupported signing algorithm {auth.algorithm}")
     try:
         when = datetime.strptime(one["x-amz-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
@@ -227,13 +228,15 @@ def verify_request(req: ReceivedRequest, state: EndpointState) -> dict[str, Any]
     verify_certificates(leaf, chain, state.anchors, now)
     if auth.serial != str(leaf.serial_number):
         raise _denied("Credential serial number does not match the certificate")
-    from .signer import algorithm_for_key
-
-    if algorithm_for_key(leaf.public_key()) != auth.algorithm:
+    try:
+        key_type = key_type_of(leaf.public_key())
+    except NotSupportedError as e:
+        raise _denied(f"Unsupported certificate key: {e.message}") from None
+    if key_type.algorithm != auth.algorithm:
         raise _denied(f"Algorithm {auth.algorithm} does not match the certificate's key type")
     creq, _ = protocol.canonical_request(req.method, split.path, query, {h: one[h] for h in signed}, req.body)
     sts = protocol.string_to_sign(auth.algorithm, one["x-amz-date"], region, creq)
-    if not verify_signature(leaf.public_key(), auth.signature, sts.encode()):
+    if not key_type.verify(leaf.public_key(), auth.signature, sts.encode(), key_type.prehash or "sha256"):
         raise _denied("Invalid signature")
     if state.trust_anchor_arn and anchor_arn != state.trust_anchor_arn:
         raise Refusal(404, "ResourceNotFoundException", "Trust anchor not found")

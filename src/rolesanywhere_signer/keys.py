@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, NotSupportedError, SecretError
+from .keytypes import EC_P256, EC_P384, RSA_2048, RSA_3072, describe_key, key_type_named
 from .options import IdentityOptions
 from .secret import Secret
 
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
     from .checks import Check
     from .signer import KeyHandle
 
-KEY_TYPES = ("rsa2048", "rsa3072", "ec-p256", "ec-p384")
+#: what ``generate-key`` makes, in every backend (``keytypes`` rows by their CLI spelling)
+KEY_TYPES = tuple(kt.cli_name for kt in (RSA_2048, RSA_3072, EC_P256, EC_P384))
 _BACKEND_TITLES = {"pem": "key files", "pkcs11": "PKCS#11", "tpm": "TPM 2.0"}
 
 
@@ -76,15 +78,9 @@ def generate_tpm(
 
 
 def new_software_key(key_type: str) -> PrivateKeyTypes:
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    if key_type == "ec-p256":
-        return ec.generate_private_key(ec.SECP256R1())
-    if key_type == "ec-p384":
-        return ec.generate_private_key(ec.SECP384R1())
-    if key_type in ("rsa2048", "rsa3072"):
-        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
-    raise InputError(f"unknown key type {key_type!r}", hint=f"use one of {', '.join(KEY_TYPES)}")
+    if key_type not in KEY_TYPES:
+        raise InputError(f"unknown key type {key_type!r}", hint=f"use one of {', '.join(KEY_TYPES)}")
+    return key_type_named(key_type).generate_private_key()
 
 
 def write_new_file(path: str, data: bytes, *, mode: int = 0o600, what: str = "key file") -> None:
@@ -162,12 +158,5 @@ def new_password(opts: IdentityOptions, *, ask: bool, what: str) -> Secret | Non
 
 
 def describe_public_key(public_key: PublicKeyTypes) -> str:
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return f"RSA {public_key.key_size}"
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return {"secp256r1": "EC P-256", "secp384r1": "EC P-384", "secp521r1": "EC P-521"}.get(
-            public_key.curve.name, f"EC {public_key.curve.name}"
-        )
-    return type(public_key).__name__.lstrip("_")
+    """ "RSA 2048", "EC P-256", ... (the key-type table's titles)."""
+    return describe_key(public_key)

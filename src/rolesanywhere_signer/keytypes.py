@@ -79,7 +79,7 @@ class KeyType:
     # -- how a signature is made and checked
 
     def host_input(self, data: bytes, digest: DigestName) -> bytes:
-        """What the host hands a key that does not hash itself (PKCS#11 raw mechanisms, TPM2_Sign)."""
+        """What a PKCS#11 raw mechanism signs: the host's hash, as DigestInfo for PKCS#1 v1.5 (CKM_RSA_PKCS)."""
         if self.prehash is None:
             return data
         hashed = hashlib.new(digest, data).digest()
@@ -87,7 +87,11 @@ class KeyType:
 
     def encode_raw(self, raw: bytes) -> bytes:
         """The wire form of what a token returned (PKCS#11 ECDSA gives ``r || s``, wanted is DER)."""
-        return _RAW_ENCODERS.get(self.encoding, bytes)(raw)
+        return self.raw_encoder()(raw)
+
+    def raw_encoder(self) -> Callable[[bytes], bytes]:
+        """``encode_raw`` as a plain function, for signing loops to look up once."""
+        return _RAW_ENCODERS.get(self.encoding, bytes)
 
     def verify(self, public_key: PublicKeyTypes, signature: bytes, data: bytes, digest: DigestName = "sha256") -> bool:
         """True when ``signature`` over ``data`` verifies with ``public_key`` (the local check)."""
@@ -220,24 +224,38 @@ def rsa_key_type(bits: int) -> KeyType | None:
     return dataclasses.replace(RSA_2048, name=f"RSA-{bits}", cli_name=f"rsa{bits}", title=f"RSA {bits}", bits=bits)
 
 
-def key_type_of(public_key: PublicKeyTypes) -> KeyType:
-    """The row for a public key (or its private key); ``NotSupportedError`` for anything Roles Anywhere refuses."""
+def key_type_of(public_key: PublicKeyTypes, what: str = "") -> KeyType:
+    """The row for a public key; ``NotSupportedError`` naming ``what`` for anything Roles Anywhere refuses."""
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+    named = f" {what}" if what else ""
     if isinstance(public_key, rsa.RSAPublicKey):
         kt = rsa_key_type(public_key.key_size)
         if kt is None:
-            raise NotSupportedError(f"RSA keys of {public_key.key_size} bits are too short", hint=_SUPPORTED_HINT)
+            raise NotSupportedError(
+                f"RSA key{named} has {public_key.key_size} bits; use {MIN_RSA_BITS} or more", hint=_SUPPORTED_HINT
+            )
         return kt
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         found = key_type_for_curve(public_key.curve.name)
         if found is None:
-            raise NotSupportedError(f"EC keys on curve {public_key.curve.name} are not supported", hint=_SUPPORTED_HINT)
+            raise NotSupportedError(
+                f"EC key{named} is on curve {public_key.curve.name}; use P-256, P-384 or P-521", hint=_SUPPORTED_HINT
+            )
         return found
-    raise NotSupportedError(
-        f"{type(public_key).__name__.removeprefix('_')} keys are not supported by Roles Anywhere",
-        hint=_SUPPORTED_HINT,
-    )
+    kind = type(public_key).__name__.lstrip("_").removesuffix("PublicKey").removesuffix("PrivateKey")
+    raise NotSupportedError(f"key{named} is a {kind} key; Roles Anywhere takes RSA or EC keys", hint=_SUPPORTED_HINT)
+
+
+def family_of(public_key: PublicKeyTypes) -> Family | None:
+    """The family of any key, supported size or curve or not (for descriptions, not for signing)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return "ec"
+    return None
 
 
 def describe_key(public_key: PublicKeyTypes) -> str:

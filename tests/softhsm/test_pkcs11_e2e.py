@@ -137,7 +137,7 @@ def test_rsa_falls_back_to_raw_pkcs_with_host_digest_info(
         signer = p11.load(IdentityOptions(pkcs11_uri=hsm.uri("tok", "k"), pkcs11_lib=MODULE))
         key = signer._key
         assert isinstance(key, p11.TokenKey)
-        assert not key._rsa_mech  # really on the CKM_RSA_PKCS path
+        assert not key._hashing  # really on the CKM_RSA_PKCS path (no mechanism hashes on the token)
         for d in ("sha256", "sha384", "sha512"):
             assert verify_signature(signer.certificate.public_key(), signer.sign(b"msg", d), b"msg", d)  # type: ignore[arg-type]
         signer.close()

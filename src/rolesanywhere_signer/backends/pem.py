@@ -18,9 +18,9 @@ from ..certs import (
 )
 from ..errors import InputError, NotSupportedError, SecretError
 from ..files import read_input_file, warn_if_exposed
+from ..keytypes import DigestName, KeyType, key_type_of
 from ..options import IdentityOptions
 from ..secret import Secret, prompt_secret
-from ..signer import DIGESTS, DigestName, algorithm_for_key, hash_algorithm
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 PASSWORD_ENV = "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD"
 _PASSWORD_HINT = f"pass --pkcs8-password, set {PASSWORD_ENV}, or run it from a terminal"
-SUPPORTED_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 
 @dataclass
@@ -44,7 +43,7 @@ class PemSigner:
     _sign: Callable[[bytes, DigestName], bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._sign = _signing_function(self.key)
+        self._sign = key_type_of(self.key.public_key()).software_signer(self.key)
 
     def __repr__(self) -> str:
         return f"PemSigner(source={self.source!r}, certificate={describe(self.certificate)!r})"
@@ -56,22 +55,6 @@ class PemSigner:
         pass
 
 
-def _signing_function(key: PrivateKeyTypes) -> Callable[[bytes, DigestName], bytes]:
-    """Bind the key to prebuilt padding/hash objects once: ``sign`` is on serve's refresh path."""
-    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-
-    if isinstance(key, rsa.RSAPrivateKey):
-        pkcs1 = padding.PKCS1v15()
-        hashes = {name: hash_algorithm(name) for name in DIGESTS}
-        rsa_key = key
-        return lambda data, digest: rsa_key.sign(data, pkcs1, hashes[digest])
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        ecdsa = {name: ec.ECDSA(hash_algorithm(name)) for name in DIGESTS}
-        ec_key = key
-        return lambda data, digest: ec_key.sign(data, ecdsa[digest])
-    raise NotSupportedError(f"cannot sign with a {type(key).__name__} key")
-
-
 def _password(opts: IdentityOptions, what: str) -> Secret:
     if opts.pkcs8_password is not None:
         return opts.pkcs8_password
@@ -81,18 +64,8 @@ def _password(opts: IdentityOptions, what: str) -> Secret:
     return prompt_secret(f"Password for {what}: ", what=f"the password for {what}", hint=_PASSWORD_HINT)
 
 
-def _check_key_type(key: PrivateKeyTypes, source: str) -> None:
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    if isinstance(key, rsa.RSAPrivateKey):
-        if key.key_size < 2048:
-            raise NotSupportedError(f"RSA key {source} has {key.key_size} bits; use 2048 or more")
-        return
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        if key.curve.name not in SUPPORTED_CURVES:
-            raise NotSupportedError(f"EC key {source} is on curve {key.curve.name}; use P-256, P-384 or P-521")
-        return
-    raise NotSupportedError(f"key {source} is a {type(key).__name__.lstrip('_')}; Roles Anywhere takes RSA or EC keys")
+def _check_key_type(key: PrivateKeyTypes, source: str) -> KeyType:
+    return key_type_of(key.public_key(), source)
 
 
 def parse_private_key(data: bytes, source: str, opts: IdentityOptions) -> PrivateKeyTypes:
@@ -190,7 +163,7 @@ class PemKey:
     _sign: Callable[[bytes, DigestName], bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._sign = _signing_function(self.key)
+        self._sign = key_type_of(self.key.public_key()).software_signer(self.key)
 
     def public_key(self) -> PublicKeyTypes:
         return self.key.public_key()
@@ -248,6 +221,7 @@ def load(opts: IdentityOptions) -> PemSigner:
                 hint="pass --private-key, or a PKCS#12 bundle as --certificate",
             )
     check_leaf(leaf)
+    key_type = _check_key_type(key, key_source)
     check_key_matches(leaf, key.public_key(), key_source)
     if opts.intermediates:
         chain = load_intermediates(opts.intermediates)
@@ -257,4 +231,4 @@ def load(opts: IdentityOptions) -> PemSigner:
 
         chain = chain_from_pool(leaf, extra)
     check_chain(leaf, chain)
-    return PemSigner(key, leaf, tuple(chain), algorithm_for_key(key.public_key()), key_source)
+    return PemSigner(key, leaf, tuple(chain), key_type.algorithm, key_source)

@@ -7,16 +7,17 @@ EC point) — never by trial signatures, which cost a PIN entry and a touch on a
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import BackendError, InputError, NotSupportedError, UsageError
+from ..keytypes import KEY_TYPES as ALL_KEY_TYPES
+from ..keytypes import DigestName, KeyType, key_type_named, rsa_key_type
 from ..options import IdentityOptions
 from ..pkcs11_uri import Pkcs11Uri, format_uri, is_pkcs11_uri, parse_uri
-from ..signer import DigestName, KeySigner, digest_info, ecdsa_der_from_raw
+from ..signer import KeySigner
 from .pkcs11_token import (
     TokenSession,
     describe_tokens,
@@ -36,17 +37,8 @@ if TYPE_CHECKING:
 #: a sign slower than this shows "touch your security key" (hardware slots only)
 TOUCH_DELAY = 0.6
 YUBICO_ATTESTATION_OID_PREFIX = "1.3.6.1.4.1.41482.3."
-_CURVE_OIDS = {
-    bytes.fromhex("06082a8648ce3d030107"): "secp256r1",
-    bytes.fromhex("06052b81040022"): "secp384r1",
-    bytes.fromhex("06052b81040023"): "secp521r1",
-}
-KEY_TYPES = {
-    "rsa2048": ("rsa", 2048),
-    "rsa3072": ("rsa", 3072),
-    "ec-p256": ("ec", "secp256r1"),
-    "ec-p384": ("ec", "secp384r1"),
-}
+#: what ``generate-key --pkcs11`` makes
+KEY_TYPES = ("rsa2048", "rsa3072", "ec-p256", "ec-p384")
 
 
 # ---------------------------------------------------------------- what the user named
@@ -242,13 +234,18 @@ def _ec_point(value: bytes) -> bytes:
     return value
 
 
-def _curve(params: bytes) -> Any:
-    from cryptography.hazmat.primitives.asymmetric import ec
+def _curve_row(params: bytes | None) -> KeyType:
+    """The EC row for CKA_EC_PARAMS (a DER namedCurve OID)."""
+    from ..der import der_oid
 
-    name = _CURVE_OIDS.get(bytes(params))
-    if name is None:
-        raise NotSupportedError("the token's EC key is on a curve Roles Anywhere does not take; use P-256 or P-384")
-    return ec.SECP256R1() if name == "secp256r1" else ec.SECP384R1() if name == "secp384r1" else ec.SECP521R1()
+    for row in ALL_KEY_TYPES:
+        if row.curve_oid is not None and params is not None and der_oid(row.curve_oid) == bytes(params):
+            return row
+    raise NotSupportedError("the token's EC key is on a curve Roles Anywhere does not take; use P-256 or P-384")
+
+
+def _curve(params: bytes) -> Any:
+    return _curve_row(params).curve_object()
 
 
 def _cert_point(cert: x509.Certificate) -> bytes | None:
@@ -286,20 +283,25 @@ def _key_public(ts: TokenSession, key: Any) -> PublicKeyTypes | None:
     return None
 
 
-def _check_key_type(ts: TokenSession, key: Any, what: str) -> str:
+def _check_key_type(ts: TokenSession, key: Any, what: str) -> KeyType:
+    """The key-type row of a private key object (RSA of unknown size signs as any RSA row does)."""
     import pkcs11
 
     kt = _attr(key, "KEY_TYPE")
-    if kt == pkcs11.KeyType.RSA:
+    family = next(
+        (row.family for row in ALL_KEY_TYPES if row.pkcs11_key_type and kt == pkcs11.KeyType[row.pkcs11_key_type]), None
+    )
+    if family == "rsa":
         bits = len(_attr(key, "MODULUS", b"") or b"") * 8
-        if bits and bits < 2048:
+        row = rsa_key_type(bits or 2048)
+        if row is None:
             raise NotSupportedError(f"RSA key {what} on {ts.id.describe()} has {bits} bits; use 2048 or more")
-        return "rsa"
-    if kt == pkcs11.KeyType.EC:
+        return row
+    if family == "ec":
         params = _attr(key, "EC_PARAMS")
         if params is not None:
-            _curve(params)
-        return "ec"
+            return _curve_row(params)
+        return key_type_named("ec-p256")  # no CKA_EC_PARAMS: every EC row signs alike (CKM_ECDSA, host hash)
     name = getattr(kt, "name", str(kt))
     raise NotSupportedError(
         f"private key {what} on {ts.id.describe()} is a {name} key; Roles Anywhere takes RSA or EC keys",
@@ -388,7 +390,7 @@ class TokenKey:
     """
 
     def __init__(
-        self, ts: TokenSession, key: Any, kind: str, *, reuse_pin: bool, public: PublicKeyTypes | None
+        self, ts: TokenSession, key: Any, kind: KeyType, *, reuse_pin: bool, public: PublicKeyTypes | None
     ) -> None:
         import pkcs11
 
@@ -405,15 +407,21 @@ class TokenKey:
                 self._refind[getattr(A, name)] = value
         mechs = ts.mechanisms()
         M = pkcs11.Mechanism
-        self._rsa_mech: dict[str, Any] = {}
-        if kind == "rsa":
-            for d, m in (("sha256", M.SHA256_RSA_PKCS), ("sha384", M.SHA384_RSA_PKCS), ("sha512", M.SHA512_RSA_PKCS)):
-                if m in mechs:
-                    self._rsa_mech[d] = m
-            if not self._rsa_mech and M.RSA_PKCS not in mechs:
-                raise NotSupportedError(f"{ts.id.describe()} offers neither CKM_SHA256_RSA_PKCS nor CKM_RSA_PKCS")
-        elif M.ECDSA not in mechs:
-            raise NotSupportedError(f"{ts.id.describe()} does not offer CKM_ECDSA")
+        assert kind.pkcs11_raw_mechanism is not None, kind  # rows without PKCS#11 support are refused above
+        #: mechanisms that hash on the token, by digest; the others get the host's hash (plus DigestInfo)
+        self._hashing: dict[str, pkcs11.Mechanism] = {
+            d: M[name] for d, name in kind.pkcs11_hashing_mechanisms if M[name] in mechs
+        }
+        self._raw = M[kind.pkcs11_raw_mechanism]
+        if not self._hashing and self._raw not in mechs:
+            wanted = [f"CKM_{name}" for _, name in kind.pkcs11_hashing_mechanisms[:1]] + [f"CKM_{self._raw.name}"]
+            raise NotSupportedError(
+                f"{ts.id.describe()} offers neither {' nor '.join(wanted)}"
+                if len(wanted) > 1
+                else f"{ts.id.describe()} does not offer {wanted[0]}"
+            )
+        self._host_input = kind.host_input
+        self._encode = kind.raw_encoder()
         self._ctx_pin: str | None = None
         if _attr(key, "ALWAYS_AUTHENTICATE", False):
             if reuse_pin and ts.pin is not None:
@@ -428,11 +436,11 @@ class TokenKey:
                 ).reveal()
         self._touch = ts.hw_slot
         self._closed = False
-        self._ecdsa = M.ECDSA if kind == "ec" else None
-        self._rsa_raw = M.RSA_PKCS
+        # the common case (sha256 on a mechanism fed the host's hash, as CKM_ECDSA is), inlined in sign()
+        self._sha256_raw = "sha256" not in self._hashing and kind.prehash == "sha256"
 
     def __repr__(self) -> str:
-        return f"TokenKey({self._ts.id.describe()}, {self._kind})"
+        return f"TokenKey({self._ts.id.describe()}, {self._kind.family})"
 
     def public_key(self) -> PublicKeyTypes:
         if self._public is None:
@@ -444,13 +452,12 @@ class TokenKey:
 
     def _raw_sign(self, data: bytes, digest: DigestName) -> bytes:
         # the hot path: no imports or lookups beyond what python-pkcs11 itself needs
-        if self._ecdsa is not None:
-            h = hashlib.sha256(data).digest() if digest == "sha256" else hashlib.new(digest, data).digest()
-            return ecdsa_der_from_raw(self._key.sign(h, mechanism=self._ecdsa, pin=self._ctx_pin))
-        mech = self._rsa_mech.get(digest)
+        mech = self._hashing.get(digest)
         if mech is not None:
             return bytes(self._key.sign(data, mechanism=mech, pin=self._ctx_pin))
-        return bytes(self._key.sign(digest_info(data, digest), mechanism=self._rsa_raw, pin=self._ctx_pin))
+        return self._encode(
+            bytes(self._key.sign(self._host_input(data, digest), mechanism=self._raw, pin=self._ctx_pin))
+        )
 
     def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
         with self._lock:
@@ -458,9 +465,9 @@ class TokenKey:
                 raise BackendError(f"the key on {self._ts.id.describe()} was closed")
             timer = self._touch_timer() if self._touch else None
             try:
-                if self._ecdsa is not None and digest == "sha256":  # the common case, inlined
-                    h = hashlib.sha256(data).digest()
-                    return ecdsa_der_from_raw(self._key.sign(h, mechanism=self._ecdsa, pin=self._ctx_pin))
+                if self._sha256_raw and digest == "sha256":  # the common case, inlined
+                    h = self._host_input(data, "sha256")
+                    return self._encode(bytes(self._key.sign(h, mechanism=self._raw, pin=self._ctx_pin)))
                 return self._raw_sign(data, digest)
             except Exception as e:  # noqa: BLE001 - sorted below
                 if not is_recoverable(e):
@@ -641,22 +648,24 @@ def open_key(opts: IdentityOptions) -> TokenKey:
         raise
 
 
-def list_certificates(uri: str, module: str | None) -> list[dict[str, object]]:
-    """Every certificate matching ``uri`` with its full URI and details (read-certificate-data)."""
-    from ..commands.read_certificate_data import certificate_data
+@dataclass(frozen=True)
+class TokenCertificate:
+    """A certificate found on a token, as ``read-certificate-data`` lists it."""
 
+    uri: str  # the full URI that names it alone
+    label: str
+    id: bytes
+    certificate: x509.Certificate
+    attestation: bool  # a YubiKey PIV attestation certificate, never an identity
+
+
+def list_certificates(uri: str, module: str | None) -> list[TokenCertificate]:
+    """Every certificate matching ``uri``, with the URI that names it (read-certificate-data)."""
     parsed = _parse(uri, "--pkcs11-uri" if not uri else "URI")
     sessions = _open_tokens(module, [parsed], parsed)
     try:
         cands = _search_certs(sessions, parsed.replace(type=None))
-        out: list[dict[str, object]] = []
-        for c in cands:
-            entry: dict[str, object] = {"uri": format_uri(c.uri()), "label": c.label, "id": c.id.hex()}
-            entry.update(certificate_data(c.cert))
-            if is_attestation(c):
-                entry["attestation"] = True
-            out.append(entry)
-        return out
+        return [TokenCertificate(format_uri(c.uri()), c.label, c.id, c.cert, is_attestation(c)) for c in cands]
     finally:
         _close_all(sessions)
 
@@ -699,12 +708,13 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
         label = uri.object if uri.object is not None else kid.hex()
         private = {A.TOKEN: True, A.PRIVATE: True, A.SENSITIVE: True, A.EXTRACTABLE: False, A.SIGN: True}
         public = {A.TOKEN: True, A.VERIFY: True}
-        family, size = KEY_TYPES[key_type]
+        row = key_type_named(key_type)
+        assert row.pkcs11_key_type is not None
         try:
-            if family == "rsa":
+            if row.family == "rsa":
                 pub, _ = ts.session.generate_keypair(
-                    pkcs11.KeyType.RSA,
-                    size,
+                    pkcs11.KeyType[row.pkcs11_key_type],
+                    row.bits,
                     id=kid,
                     label=label,
                     store=True,
@@ -712,9 +722,11 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
                     private_template=private,
                 )
             else:
-                oid = {"secp256r1": "1.2.840.10045.3.1.7", "secp384r1": "1.3.132.0.34"}[str(size)]
+                assert row.curve_oid is not None
                 params = ts.session.create_domain_parameters(
-                    pkcs11.KeyType.EC, {A.EC_PARAMS: encode_named_curve_parameters(oid)}, local=True
+                    pkcs11.KeyType[row.pkcs11_key_type],
+                    {A.EC_PARAMS: encode_named_curve_parameters(row.curve_oid)},
+                    local=True,
                 )
                 pub, _ = params.generate_keypair(
                     id=kid, label=label, store=True, public_template=public, private_template=private
@@ -770,7 +782,14 @@ def health(opts: IdentityOptions) -> list[Check]:
         checks.append(Check("PKCS#11 mechanisms", "fail", f"cannot list mechanisms ({type(e).__name__})"))
         return checks
     M = pkcs11.Mechanism
-    have = [m.name for m in (M.SHA256_RSA_PKCS, M.RSA_PKCS, M.ECDSA) if m in mechs]
+    # per key type: the SHA-256 mechanism that hashes on the token, then the one fed the host's hash
+    wanted = dict.fromkeys(
+        name
+        for row in ALL_KEY_TYPES
+        for name in (*(m for d, m in row.pkcs11_hashing_mechanisms if d == "sha256"), row.pkcs11_raw_mechanism)
+        if name is not None
+    )
+    have = [name for name in wanted if M[name] in mechs]
     status: Literal["pass", "fail"] = "pass" if have else "fail"
     checks.append(Check("PKCS#11 mechanisms", status, ", ".join(f"CKM_{h}" for h in have) or "no RSA/ECDSA signing"))
     return checks

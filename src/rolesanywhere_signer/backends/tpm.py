@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthenticationError, BackendError, InputError, NotSupportedError, SecretError, UsageError
+from ..keytypes import DIGESTS, DigestName
 from ..options import IdentityOptions
 from ..secret import Secret
-from ..signer import DigestName, KeySigner, ecdsa_der_from_rs
+from ..signer import KeySigner, ecdsa_der_from_rs
 from ..tss2 import RH_OWNER, Tss2Key
 from .tpm_tcti import Tcti, connect, resolve
 
@@ -161,8 +162,8 @@ class TpmKey:
         from .tpm_objects import sig_scheme
 
         self._ticket = TPMT_TK_HASHCHECK(tag=TPM2_ST.HASHCHECK, hierarchy=TPM2_RH.NULL)
-        self._schemes = {d: sig_scheme(self.info.kind, d) for d in ("sha256", "sha384", "sha512")}
-        self._rsa = self.info.kind == "rsa"
+        self._schemes = {d: sig_scheme(self.info.key_type, d) for d in DIGESTS}
+        self._rsa = self.info.key_type.encoding == "pkcs1v15"  # else ECDSA: r and s, made DER below
 
     def __repr__(self) -> str:
         return f"TpmKey({self.ref.source!r}, {self.tcti.spec!r})"

@@ -27,11 +27,13 @@ from tpm2_pytss import (
 )
 
 from ..errors import NotSupportedError
+from ..keytypes import KEY_TYPES as ALL_KEY_TYPES
+from ..keytypes import KeyType, key_type_named, rsa_key_type
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-    from ..signer import DigestName
+    from ..keytypes import DigestName
 
 _STORAGE_ATTRS = (
     TPMA_OBJECT.USERWITHAUTH
@@ -46,18 +48,12 @@ _AES128_CFB = TPMT_SYM_DEF_OBJECT(
     algorithm=TPM2_ALG.AES, keyBits=TPMU_SYM_KEY_BITS(aes=128), mode=TPMU_SYM_MODE(aes=TPM2_ALG.CFB)
 )
 
-#: NIST curves by TPM curve id: (cryptography curve name, human name)
-CURVES = {
-    int(TPM2_ECC.NIST_P256): ("secp256r1", "P-256"),
-    int(TPM2_ECC.NIST_P384): ("secp384r1", "P-384"),
-    int(TPM2_ECC.NIST_P521): ("secp521r1", "P-521"),
+#: the EC rows by TPM curve id
+CURVES: dict[int, KeyType] = {
+    int(getattr(TPM2_ECC, kt.tpm_curve)): kt for kt in ALL_KEY_TYPES if kt.tpm_curve is not None
 }
-KEY_TYPES = {
-    "rsa2048": ("rsa", 2048),
-    "rsa3072": ("rsa", 3072),
-    "ec-p256": ("ec", int(TPM2_ECC.NIST_P256)),
-    "ec-p384": ("ec", int(TPM2_ECC.NIST_P384)),
-}
+#: what ``generate-key --tpm`` makes
+KEY_TYPES = ("rsa2048", "rsa3072", "ec-p256", "ec-p384")
 _HASH_ALGS: dict[str, Any] = {"sha256": TPM2_ALG.SHA256, "sha384": TPM2_ALG.SHA384, "sha512": TPM2_ALG.SHA512}
 
 
@@ -89,7 +85,7 @@ def storage_primary(*, rsa: bool = False) -> Any:
 
 def signing_template(key_type: str, *, with_auth: bool) -> Any:
     """A sign-only key that never leaves this TPM. With a password it counts toward DA lockout."""
-    family, size = KEY_TYPES[key_type]
+    row = key_type_named(key_type)
     attrs = (
         TPMA_OBJECT.USERWITHAUTH
         | TPMA_OBJECT.SIGN_ENCRYPT
@@ -100,10 +96,10 @@ def signing_template(key_type: str, *, with_auth: bool) -> Any:
     if not with_auth:
         attrs |= TPMA_OBJECT.NODA  # an empty password cannot be guessed; don't let mistakes lock the TPM
     null_sym = TPMT_SYM_DEF_OBJECT(algorithm=TPM2_ALG.NULL)
-    if family == "rsa":
+    if row.family == "rsa":
         parms = TPMU_PUBLIC_PARMS(
             rsaDetail=TPMS_RSA_PARMS(
-                symmetric=null_sym, scheme=TPMT_RSA_SCHEME(scheme=TPM2_ALG.NULL), keyBits=size, exponent=0
+                symmetric=null_sym, scheme=TPMT_RSA_SCHEME(scheme=TPM2_ALG.NULL), keyBits=row.bits, exponent=0
             )
         )
         kind = TPM2_ALG.RSA
@@ -112,7 +108,7 @@ def signing_template(key_type: str, *, with_auth: bool) -> Any:
             eccDetail=TPMS_ECC_PARMS(
                 symmetric=null_sym,
                 scheme=TPMT_ECC_SCHEME(scheme=TPM2_ALG.NULL),
-                curveID=size,
+                curveID=getattr(TPM2_ECC, str(row.tpm_curve)),
                 kdf=TPMT_KDF_SCHEME(scheme=TPM2_ALG.NULL),
             )
         )
@@ -125,10 +121,17 @@ def signing_template(key_type: str, *, with_auth: bool) -> Any:
 class KeyInfo:
     """What the TPM says about a key: its kind, size, public key and the scheme it may sign with."""
 
-    kind: str  # "rsa" or "ec"
-    label: str  # "RSA 2048", "EC P-256"
+    key_type: KeyType
     public_key: PublicKeyTypes
     fixed_hash: str | None  # the key's own scheme hash, when it is not TPM2_ALG_NULL
+
+    @property
+    def kind(self) -> str:
+        return self.key_type.family  # "rsa" or "ec"
+
+    @property
+    def label(self) -> str:
+        return self.key_type.title  # "RSA 2048", "EC P-256"
 
 
 def public_key_of(area: Any) -> PublicKeyTypes:
@@ -139,8 +142,7 @@ def public_key_of(area: Any) -> PublicKeyTypes:
         exponent = int(area.parameters.rsaDetail.exponent) or 65537
         n = int.from_bytes(bytes(area.unique.rsa), "big")
         return rsa.RSAPublicNumbers(exponent, n).public_key()
-    curve_name = CURVES[int(area.parameters.eccDetail.curveID)][0]
-    curve = {"secp256r1": ec.SECP256R1(), "secp384r1": ec.SECP384R1(), "secp521r1": ec.SECP521R1()}[curve_name]
+    curve = CURVES[int(area.parameters.eccDetail.curveID)].curve_object()
     x = int.from_bytes(bytes(area.unique.ecc.x), "big")
     y = int.from_bytes(bytes(area.unique.ecc.y), "big")
     return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
@@ -171,42 +173,42 @@ def check_signing_key(area: Any, source: str) -> KeyInfo:
     fixed: str | None = None
     if area.type == TPM2_ALG.RSA:
         bits = int(area.parameters.rsaDetail.keyBits)
-        if bits < 2048:
+        row = rsa_key_type(bits)
+        if row is None:
             raise NotSupportedError(f"TPM key {source} is RSA {bits}; use 2048 bits or more")
         scheme = area.parameters.rsaDetail.scheme
-        if scheme.scheme not in (TPM2_ALG.NULL, TPM2_ALG.RSASSA):
+        if scheme.scheme not in (TPM2_ALG.NULL, getattr(TPM2_ALG, str(row.tpm_scheme))):
             raise NotSupportedError(
                 f"TPM key {source} may only sign with {scheme.scheme}; Roles Anywhere needs RSASSA (PKCS#1 v1.5)"
             )
-        if scheme.scheme == TPM2_ALG.RSASSA:
+        if scheme.scheme == getattr(TPM2_ALG, str(row.tpm_scheme)):
             fixed = _hash_name(scheme.details.anySig.hashAlg)
-        label = f"RSA {bits}"
-        kind = "rsa"
     else:
         curve = int(area.parameters.eccDetail.curveID)
         if curve not in CURVES:
             raise NotSupportedError(
                 f"TPM key {source} is on curve {area.parameters.eccDetail.curveID}; use P-256 or P-384"
             )
+        row = CURVES[curve]
         scheme = area.parameters.eccDetail.scheme
-        if scheme.scheme not in (TPM2_ALG.NULL, TPM2_ALG.ECDSA):
+        if scheme.scheme not in (TPM2_ALG.NULL, getattr(TPM2_ALG, str(row.tpm_scheme))):
             raise NotSupportedError(f"TPM key {source} may only sign with {scheme.scheme}; Roles Anywhere needs ECDSA")
-        if scheme.scheme == TPM2_ALG.ECDSA:
+        if scheme.scheme == getattr(TPM2_ALG, str(row.tpm_scheme)):
             fixed = _hash_name(scheme.details.anySig.hashAlg)
-        label = f"EC {CURVES[curve][1]}"
-        kind = "ec"
-    if fixed is not None and fixed != "sha256":
+    if fixed is not None and fixed != row.prehash:
         raise NotSupportedError(f"TPM key {source} is bound to hash {fixed}; Roles Anywhere signs SHA-256 digests")
     if not attrs & int(TPMA_OBJECT.USERWITHAUTH):
         raise NotSupportedError(
             f"TPM key {source} can only be used through a policy session, which this tool does not run",
             hint="create the key with a plain password or none (userwithauth)",
         )
-    return KeyInfo(kind, label, public_key_of(area), fixed)
+    return KeyInfo(row, public_key_of(area), fixed)
 
 
-def sig_scheme(kind: str, digest: DigestName) -> Any:
+def sig_scheme(key_type: KeyType, digest: DigestName) -> Any:
     """The ``TPMT_SIG_SCHEME`` for one sign call (built once per digest and cached by the caller)."""
-    scheme = TPMT_SIG_SCHEME(scheme=TPM2_ALG.RSASSA if kind == "rsa" else TPM2_ALG.ECDSA)
+    if key_type.tpm_scheme is None:
+        raise NotSupportedError(f"{key_type.title} keys cannot sign in a TPM")
+    scheme = TPMT_SIG_SCHEME(scheme=getattr(TPM2_ALG, key_type.tpm_scheme))
     scheme.details.any.hashAlg = _HASH_ALGS[digest]
     return scheme

@@ -25,17 +25,12 @@ def register(sub: Any, name: str) -> None:
 def certificate_data(cert: Any) -> dict[str, Any]:
     import base64
 
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    key = cert.public_key()
-    key_type = (
-        "RSA"
-        if isinstance(key, rsa.RSAPublicKey)
-        else "EC"
-        if isinstance(key, ec.EllipticCurvePublicKey)
-        else "unknown"
-    )
+    from ..keytypes import family_of
+
+    family = family_of(cert.public_key())
+    key_type = family.upper() if family else "unknown"  # "RSA", "EC"
     return {
         "keyType": key_type,
         "certificate": base64.b64encode(cert.public_bytes(Encoding.DER)).decode(),
@@ -56,7 +51,11 @@ def run(args: argparse.Namespace) -> int:
     if uri:
         from ..backends import pkcs11
 
-        for entry in pkcs11.list_certificates(uri, args.pkcs11_lib):
+        for found in pkcs11.list_certificates(uri, args.pkcs11_lib):
+            entry: dict[str, object] = {"uri": found.uri, "label": found.label, "id": found.id.hex()}
+            entry.update(certificate_data(found.certificate))
+            if found.attestation:
+                entry["attestation"] = True
             sys.stdout.write(json.dumps(entry) + "\n")
         return 0
     if not args.certificate:
