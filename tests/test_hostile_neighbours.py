@@ -463,19 +463,9 @@ def test_fifo_input_is_a_one_line_error(
     assert endpoint.state.sessions_created == 0
 
 
-def test_fifo_tpm_password_file_is_a_one_line_error(kit: tuple[Path, Path], arena: Path) -> None:
-    fifo = _fifo(arena, "password")
-    argv = ["credential-process", "--certificate", str(kit[0]), "--private-key", "handle:0x81000001"]
-    argv += ["--tpm-key-password-file", str(fifo), "--tcti", "device:/nonexistent", *ARN_ARGS]
-    proc = run_cli(argv, timeout=BOUND)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    # the TPM is unreachable here; the password file may be read first or not at all, never hang
-    if "password" in proc.stderr:
-        assert_one_line_error(proc, "named pipe")
-
-
 def test_fifo_secret_files_are_one_line_errors(arena: Path) -> None:
-    """PIN (pin-source) and password files go through the same read: a FIFO ends at once."""
+    """PIN (pin-source) and password files go through the same read: a FIFO ends at once (the CLI
+    cases run against SoftHSM2 and swtpm in tests/softhsm and tests/tpm)."""
     from rolesanywhere_signer.errors import SecretError
     from rolesanywhere_signer.secret import read_secret_file
 
@@ -508,17 +498,6 @@ def test_fifo_cache_entry_never_hangs(kit: tuple[Path, Path], endpoint: LocalEnd
         proc = run_cli(_cp(kit, endpoint.url, "--cache"), env={"XDG_RUNTIME_DIR": str(run)}, timeout=BOUND)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["AccessKeyId"].startswith("ASIA")
-
-
-def test_fifo_pin_source_via_the_cli(arena: Path, kit: tuple[Path, Path]) -> None:
-    """pin-source=file: names a FIFO: refused without opening the token (no hang, no PIN use)."""
-    fifo = _fifo(arena, "pin-source")
-    uri = f"pkcs11:token=none;object=none?pin-source=file:{fifo}&module-path=/usr/lib/softhsm/libsofthsm2.so"
-    proc = run_cli(["credential-process", "--pkcs11-uri", uri, *ARN_ARGS], timeout=BOUND)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
-
-
-# ---- reads: what keeps working, and the warnings ------------------------------------------------
 
 
 def test_symlinked_etc_pki_inputs_keep_working(kit: tuple[Path, Path], endpoint: LocalEndpoint, arena: Path) -> None:
