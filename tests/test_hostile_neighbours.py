@@ -765,3 +765,16 @@ def test_missing_aws_directory_is_created_0700(kit: tuple[Path, Path], endpoint:
     proc = run_cli(_update(kit, endpoint.url), env={"HOME": str(home)})
     assert proc.returncode == 0, proc.stderr
     assert stat.S_IMODE((home / ".aws").stat().st_mode) == 0o700
+
+
+def test_resolve_strict_walks_dotdot_physically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``link/..`` is the link target's parent, as the kernel resolves it, not the link's."""
+    real = tmp_path / "deep" / "real"
+    real.mkdir(parents=True)
+    (tmp_path / "top").mkdir()
+    (tmp_path / "top" / "link").symlink_to(real)
+    monkeypatch.chdir(tmp_path / "top")
+    resolved, missing = files.resolve_strict("link/../credentials", files.Owner.me(), why="test")
+    assert resolved == str(tmp_path / "deep" / "credentials") and missing == []
+    resolved, missing = files.resolve_strict("new/dir/credentials", files.Owner.me(), why="test")
+    assert resolved == str(tmp_path / "top" / "new" / "dir" / "credentials") and missing == ["new", "dir"]

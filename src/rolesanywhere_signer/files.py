@@ -242,10 +242,11 @@ def resolve_strict(path: str, owner: Owner, *, why: str, follow_final: bool = Tr
 
     Returns the real path of the file (which may not exist yet) and the names of directories still
     to be created below the last existing one. With ``follow_final`` false, a symlink as the last
-    component is not followed (the rename replaces the link itself). Raises ``InputError`` on any component that a user
-    other than root or ``owner`` controls.
+    component is not followed (the rename replaces the link itself). Raises ``InputError`` on any
+    component that a user other than root or ``owner`` controls. POSIX ACLs are not consulted.
     """
-    pending = [c for c in os.path.abspath(path).split("/") if c]
+    # not abspath: it folds "link/.." lexically, while the kernel (and so this walk) goes physically
+    pending = [c for c in (path if path.startswith("/") else os.path.join(os.getcwd(), path)).split("/") if c]
     resolved = "/"
     _check_dir("/", os.lstat("/"), owner, final=not pending[:-1], why=why)
     hops = 0
