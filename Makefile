@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench wheel-check clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	$(VENV)/bin/mypy src tests
+
+# CI: the built wheel, installed (not editable) into a fresh venv, gets credentials end to end
+wheel-check: install
+	$(PY) scripts/check_wheel.py
 
 bench: install
 	$(PY) benchmarks/run.py

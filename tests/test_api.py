@@ -11,7 +11,7 @@ from rolesanywhere_signer import api
 from rolesanywhere_signer.endpoint_server import LocalEndpoint
 from rolesanywhere_signer.options import IdentityOptions, RequestOptions
 from support.clock import FakeClock
-from support.util import PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN
+from support.util import PROFILE_ARN, REGION, ROLE_ARN, TRUST_ANCHOR_ARN
 
 
 @pytest.fixture(autouse=True)
@@ -96,3 +96,26 @@ def test_boto3_session_keeps_credentials_when_a_refresh_fails(
     ep.state.inject.extend([503] * 10)
     clock.advance(3600 - 800)  # advisory window, not yet mandatory
     assert creds.get_frozen_credentials() == first
+
+
+def test_the_request_is_validated_once(
+    identity: IdentityOptions, endpoint: LocalEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fetch_credentials checks the options once and hands the result down; the client does not re-check."""
+    from rolesanywhere_signer import arn
+
+    calls: list[str] = []
+    real = arn.parse_arn
+
+    def counting(value: str, flag: str, service: str, kind: str) -> arn.Arn:
+        calls.append(flag)
+        return real(value, flag, service, kind)
+
+    monkeypatch.setattr(arn, "parse_arn", counting)
+    request = RequestOptions(TRUST_ANCHOR_ARN, PROFILE_ARN, ROLE_ARN, endpoint=endpoint.url)
+    creds = api.fetch_credentials(identity, request)
+    assert creds.access_key_id.startswith("ASIA")
+    assert calls == ["--trust-anchor-arn", "--profile-arn", "--role-arn"]
+    valid = arn.validate_request(request)
+    assert arn.validate_request(valid) is valid
+    assert (valid.session.trust_anchor_arn, valid.region, valid.anchor.region) == (TRUST_ANCHOR_ARN, REGION, REGION)

@@ -17,6 +17,7 @@ from .options import IdentityOptions, RequestOptions
 from .transport import DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
+    from .arn import ValidRequest
     from .refresher import Clock, Refresher
 
 __all__ = ["boto3_session", "fetch_credentials", "get_credentials", "refresher_for"]
@@ -26,17 +27,17 @@ _REFRESHERS_LOCK = threading.Lock()
 
 
 def fetch_credentials(
-    identity: IdentityOptions, request: RequestOptions, *, timeout: float = DEFAULT_TIMEOUT
+    identity: IdentityOptions, request: RequestOptions | ValidRequest, *, timeout: float = DEFAULT_TIMEOUT
 ) -> Credentials:
     """Open the key, call CreateSession once (with retries), close the key."""
     from .arn import validate_request
     from .backends import load_signer
     from .client import create_session
 
-    validate_request(request)
+    valid = validate_request(request)  # before the key: no PIN prompt for a bad ARN
     signer = load_signer(identity)
     try:
-        return create_session(signer, request, timeout=timeout)
+        return create_session(signer, valid, timeout=timeout)
     finally:
         signer.close()
 
@@ -104,7 +105,7 @@ def boto3_session(
     from .arn import validate_request
     from .refresher import botocore_windows
 
-    _, anchor_region, _ = validate_request(request)
+    anchor_region = validate_request(request).region
     ref = refresher or refresher_for(identity, request, timeout=timeout, clock=clock)
     creds = ref.get()
     advisory, mandatory = botocore_windows(ref.lifetime())

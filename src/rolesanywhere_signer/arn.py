@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from .errors import InputError, UsageError
 from .options import MAX_DURATION, MIN_DURATION, RequestOptions
@@ -57,8 +57,32 @@ def parse_arn(value: str, flag: str, service: str, resource_type: str) -> Arn:
     return Arn(partition, svc, region, account, resource)
 
 
-def validate_request(opts: RequestOptions) -> tuple[SessionRequest, str, Arn]:
-    """Check every request option locally; return the request, the region and the anchor ARN."""
+class ValidRequest(Record):
+    """Request options that passed ``validate_request``: what CreateSession needs, checked once.
+
+    Commands validate before touching a key (no PIN prompt for a typo) and hand this down; the
+    library API and the client accept it as it is instead of checking the same options again.
+    """
+
+    __slots__ = ("anchor", "options", "region", "session")
+    _fields = _shown = ("options", "session", "region", "anchor")
+
+    options: RequestOptions
+    session: SessionRequest
+    region: str  # the signing region: --region, else the trust anchor's
+    anchor: Arn
+
+    def __init__(self, options: RequestOptions, session: SessionRequest, region: str, anchor: Arn) -> None:
+        self._init(options=options, session=session, region=region, anchor=anchor)
+
+    def __iter__(self) -> Iterator[object]:  # ``request, region, anchor = validate_request(opts)``
+        return iter((self.session, self.region, self.anchor))
+
+
+def validate_request(opts: RequestOptions | ValidRequest) -> ValidRequest:
+    """Check every request option locally (a ``ValidRequest`` is returned as it is)."""
+    if isinstance(opts, ValidRequest):
+        return opts
     anchor = parse_arn(opts.trust_anchor_arn, "--trust-anchor-arn", "rolesanywhere", "trust-anchor")
     profile = parse_arn(opts.profile_arn, "--profile-arn", "rolesanywhere", "profile")
     parse_arn(opts.role_arn, "--role-arn", "iam", "role")
@@ -89,7 +113,7 @@ def validate_request(opts: RequestOptions) -> tuple[SessionRequest, str, Arn]:
         duration_seconds=opts.session_duration,
         role_session_name=opts.role_session_name,
     )
-    return req, region, anchor
+    return ValidRequest(opts, req, region, anchor)
 
 
 def resolve_endpoint(opts: RequestOptions, region: str, partition: str, env: Mapping[str, str] | None = None) -> str:

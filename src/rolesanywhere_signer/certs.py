@@ -100,38 +100,155 @@ def signature_hash_name(cert: x509.Certificate) -> str | None:
     return algo.name if algo is not None else None  # None: Ed25519 etc.
 
 
-def check_leaf(cert: x509.Certificate, now: datetime | None = None) -> None:
-    """Refuse, before any network call, a leaf that Roles Anywhere would refuse."""
+# --- the checks Roles Anywhere makes, written once ------------------------------------------------
+# credential-process (check_leaf), doctor (one row per check) and local-endpoint (a 403 like AWS's)
+# all decide with these; each words the outcome for its own audience.
+
+NOT_V3 = "not-v3"
+NOT_YET_VALID = "not-yet-valid"
+EXPIRED = "expired"
+WEAK_HASH = "weak-hash"  # MD5, SHA-1, SHA-224, or an algorithm cryptography cannot name
+NO_HASH = "no-hash"  # signed without a separate hash (Ed25519): AWS refuses it
+IS_CA = "is-ca"
+NO_KEY_USAGE = "no-key-usage"
+NO_DIGITAL_SIGNATURE = "no-digital-signature"
+
+
+def certificate_issues(cert: x509.Certificate, now: datetime) -> list[str]:
+    """What AWS refuses in any certificate of the path (leaf or intermediate), in check order."""
     from cryptography import x509 as _x509
 
+    found = []
     if cert.version != _x509.Version.v3:
-        raise CertificateError(f"certificate {describe(cert)} is not X.509 v3", hint="Roles Anywhere needs v3")
-    check_validity(cert, now or now_utc())
-    try:
-        bc = cert.extensions.get_extension_for_class(_x509.BasicConstraints).value
-        if bc.ca:
-            raise CertificateError(
-                f"certificate {describe(cert)} is a CA certificate (basicConstraints CA=true), not an "
-                "end-entity certificate",
-                hint="use the certificate issued to this machine, not its CA",
-            )
-    except _x509.ExtensionNotFound:
-        pass
-    try:
-        ku = cert.extensions.get_extension_for_class(_x509.KeyUsage).value
-        if not ku.digital_signature:
-            raise CertificateError(
-                f"certificate {describe(cert)} lacks the digitalSignature key usage",
-                hint="reissue it with keyUsage=digitalSignature",
-            )
-    except _x509.ExtensionNotFound:
-        pass
+        found.append(NOT_V3)
+    if now < _not_before(cert):
+        found.append(NOT_YET_VALID)
+    elif now > _not_after(cert):
+        found.append(EXPIRED)
     hname = signature_hash_name(cert)
-    if hname in WEAK_HASHES or hname == "unknown":
+    if hname is None:
+        found.append(NO_HASH)
+    elif hname in WEAK_HASHES or hname == "unknown":
+        found.append(WEAK_HASH)
+    return found
+
+
+def end_entity_issues(cert: x509.Certificate) -> list[str]:
+    """What AWS refuses in the end-entity certificate on top: a CA flag, no digitalSignature usage."""
+    from cryptography import x509 as _x509
+
+    found = []
+    try:
+        if cert.extensions.get_extension_for_class(_x509.BasicConstraints).value.ca:
+            found.append(IS_CA)
+    except _x509.ExtensionNotFound:
+        pass
+    try:
+        if not cert.extensions.get_extension_for_class(_x509.KeyUsage).value.digital_signature:
+            found.append(NO_DIGITAL_SIGNATURE)
+    except _x509.ExtensionNotFound:
+        found.append(NO_KEY_USAGE)
+    return found
+
+
+#: what credential-process refuses, in the order it reports them; a certificate without keyUsage
+#: or without a separate hash is left to the service (it never refused those)
+_LEAF_ORDER = (NOT_V3, NOT_YET_VALID, EXPIRED, IS_CA, NO_DIGITAL_SIGNATURE, WEAK_HASH)
+
+
+def check_leaf(cert: x509.Certificate, now: datetime | None = None) -> None:
+    """Refuse, before any network call, a leaf that Roles Anywhere would refuse."""
+    now = now or now_utc()
+    found = set(certificate_issues(cert, now) + end_entity_issues(cert))
+    issue = next((i for i in _LEAF_ORDER if i in found), None)
+    if issue is None:
+        return
+    if issue == NOT_V3:
+        raise CertificateError(f"certificate {describe(cert)} is not X.509 v3", hint="Roles Anywhere needs v3")
+    if issue in (NOT_YET_VALID, EXPIRED):
+        check_validity(cert, now)
+    if issue == IS_CA:
         raise CertificateError(
-            f"certificate {describe(cert)} is signed with {hname.upper()}, which Roles Anywhere rejects",
-            hint="reissue it signed with SHA-256 or stronger",
+            f"certificate {describe(cert)} is a CA certificate (basicConstraints CA=true), not an "
+            "end-entity certificate",
+            hint="use the certificate issued to this machine, not its CA",
         )
+    if issue == NO_DIGITAL_SIGNATURE:
+        raise CertificateError(
+            f"certificate {describe(cert)} lacks the digitalSignature key usage",
+            hint="reissue it with keyUsage=digitalSignature",
+        )
+    hname = signature_hash_name(cert) or "unknown"
+    raise CertificateError(
+        f"certificate {describe(cert)} is signed with {hname.upper()}, which Roles Anywhere rejects",
+        hint="reissue it signed with SHA-256 or stronger",
+    )
+
+
+class PathRefused(Exception):
+    """The certificate path does not validate to a trust anchor; ``detail`` says why ("" : no path)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+_PATH_WORDS = {
+    NOT_V3: "is not X.509 v3",
+    NOT_YET_VALID: "is outside its validity period",
+    EXPIRED: "is outside its validity period",
+}
+
+
+def verify_path(
+    leaf: x509.Certificate, chain: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate], now: datetime
+) -> None:
+    """Raise ``PathRefused`` unless ``leaf`` chains through ``chain`` to one of ``anchors`` as AWS checks it."""
+    from cryptography import x509 as _x509
+
+    def common(cert: x509.Certificate, what: str) -> None:
+        for issue in certificate_issues(cert, now):
+            if issue in (WEAK_HASH, NO_HASH):
+                raise PathRefused(f"{what} is signed with {signature_hash_name(cert)}")
+            raise PathRefused(f"{what} {_PATH_WORDS[issue]}")
+
+    common(leaf, "the end-entity certificate")
+    ee = end_entity_issues(leaf)
+    if IS_CA in ee:
+        raise PathRefused("the end-entity certificate is a CA")
+    if NO_KEY_USAGE in ee or NO_DIGITAL_SIGNATURE in ee:
+        raise PathRefused("keyUsage lacks digitalSignature")
+    if len(chain) > MAX_CHAIN:
+        raise PathRefused(f"the chain is longer than {MAX_CHAIN}")
+
+    def ext(cert: x509.Certificate, cls: type[_x509.ExtensionType]) -> _x509.ExtensionType | None:
+        try:
+            return cert.extensions.get_extension_for_class(cls).value
+        except _x509.ExtensionNotFound:
+            return None
+
+    child, remaining = leaf, list(chain)
+    for _depth in range(MAX_CHAIN + 1):
+        anchor = next((a for a in anchors if issues(a, child)), None)
+        if anchor is not None:
+            abc, aku = ext(anchor, _x509.BasicConstraints), ext(anchor, _x509.KeyUsage)
+            if not isinstance(abc, _x509.BasicConstraints) or not abc.ca:
+                raise PathRefused("the trust anchor is not a CA")
+            if not isinstance(aku, _x509.KeyUsage) or not aku.key_cert_sign:
+                raise PathRefused("the trust anchor is not a CA")
+            if not _not_before(anchor) <= now <= _not_after(anchor):
+                raise PathRefused("the trust anchor is outside its validity")
+            return
+        parent = next((c for c in remaining if issues(c, child)), None)
+        if parent is None:
+            raise PathRefused("")
+        common(parent, "an intermediate certificate")
+        pbc = ext(parent, _x509.BasicConstraints)
+        if not isinstance(pbc, _x509.BasicConstraints) or not pbc.ca:
+            raise PathRefused("an intermediate is not a CA")
+        remaining.remove(parent)
+        child = parent
+    raise PathRefused(f"the chain is longer than {MAX_CHAIN}")
 
 
 def issues(issuer: x509.Certificate, subject: x509.Certificate) -> bool:

@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable
 from datetime import datetime
 
-from .arn import resolve_endpoint, validate_request
+from .arn import ValidRequest, resolve_endpoint, validate_request
 from .credentials import Credentials, parse_create_session
 from .errors import EndpointError, ServiceError
 from .logs import get_logger
@@ -52,7 +52,7 @@ def service_error(resp: HttpResponse) -> ServiceError:
 
 def create_session(
     signer: Signer,
-    opts: RequestOptions,
+    opts: RequestOptions | ValidRequest,
     *,
     transport: Transport | None = None,
     clock: Clock = _now,
@@ -60,15 +60,16 @@ def create_session(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Credentials:
     """Get temporary credentials. Retries 5xx, 429 and connection failures; never 4xx."""
-    request, region, anchor = validate_request(opts)
-    endpoint = resolve_endpoint(opts, region, anchor.partition)
+    valid = validate_request(opts)
+    request, region, options = valid.session, valid.region, valid.options
+    endpoint = resolve_endpoint(options, region, valid.anchor.partition)
     identity = identity_of(signer)
     policy = retry or RetryPolicy()
     own_transport = transport is None
     if transport is None:
         from .transport import DefaultTransport
 
-        transport = DefaultTransport(opts.verify, timeout=timeout)
+        transport = DefaultTransport(options.verify, timeout=timeout)
     rng = random.Random()
     start = policy.monotonic()
     last: EndpointError | None = None
@@ -90,7 +91,7 @@ def create_session(
                 last = e
             else:
                 if resp.status in (200, 201):
-                    return parse_create_session(resp.body, clock(), opts.session_duration)
+                    return parse_create_session(resp.body, clock(), options.session_duration)
                 err = service_error(resp)
                 if resp.status not in RETRYABLE_STATUS:
                     raise err

@@ -89,11 +89,11 @@ def run_checks(opts: DoctorOptions, *, clock: Clock = _now) -> list[Check]:
 
 def _cert_from_store(identity: IdentityOptions) -> bool:
     """True when the certificate comes with its key from a store (token, PKCS#12) rather than a file."""
-    from .backends import backend_name
+    from .backends import backend_for
 
     cert = identity.certificate
     if cert is None:
-        return backend_name(identity) == "pkcs11" and not identity.private_key
+        return backend_for(identity).certificate_in_store and not identity.private_key
     if cert.startswith("pkcs11:"):
         return True
     from .files import read_head
@@ -142,7 +142,8 @@ def _load_leaf(identity: IdentityOptions, found: _Found) -> Check | None:
 def certificate_checks(identity: IdentityOptions, found: _Found, now: datetime) -> list[Check]:
     from cryptography import x509
 
-    from .certs import WEAK_HASHES, describe, signature_hash_name
+    from . import certs
+    from .certs import certificate_issues, describe, end_entity_issues, signature_hash_name
 
     if identity.certificate is None and not _cert_from_store(identity):
         return [Check("certificate", "warn", "no --certificate given: only the key is checked")]
@@ -152,35 +153,35 @@ def certificate_checks(identity: IdentityOptions, found: _Found, now: datetime) 
     leaf = found.leaf
     out: list[Check] = []
     name = describe(leaf)
-    if leaf.version != x509.Version.v3:
+    # the decisions are certs.py's (the same credential-process and local-endpoint make); the words are ours
+    issues = set(certificate_issues(leaf, now) + end_entity_issues(leaf))
+    if certs.NOT_V3 in issues:
         out.append(Check("certificate", "fail", f"{name} is X.509 {leaf.version.name}; Roles Anywhere needs v3"))
     else:
         out.append(Check("certificate", "pass", f"{name}, serial {leaf.serial_number}, X.509 v3"))
     out.append(validity_check(leaf, now))
-    try:
-        bc = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
-        if bc.ca:
-            out.append(
-                Check("ca-false", "fail", "basicConstraints says CA=true: this is a CA, not an end-entity certificate")
-            )
-        else:
+    if certs.IS_CA in issues:
+        out.append(
+            Check("ca-false", "fail", "basicConstraints says CA=true: this is a CA, not an end-entity certificate")
+        )
+    else:
+        try:
+            leaf.extensions.get_extension_for_class(x509.BasicConstraints)
             out.append(Check("ca-false", "pass", "basicConstraints CA=false"))
-    except x509.ExtensionNotFound:
-        out.append(Check("ca-false", "pass", "no basicConstraints: an end-entity certificate"))
-    try:
-        ku = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
-        if ku.digital_signature:
-            out.append(Check("key-usage", "pass", "keyUsage includes digitalSignature"))
-        else:
-            out.append(Check("key-usage", "fail", "keyUsage lacks digitalSignature; reissue the certificate with it"))
-    except x509.ExtensionNotFound:
+        except x509.ExtensionNotFound:
+            out.append(Check("ca-false", "pass", "no basicConstraints: an end-entity certificate"))
+    if certs.NO_KEY_USAGE in issues:
         out.append(Check("key-usage", "fail", "no keyUsage extension; Roles Anywhere needs digitalSignature"))
+    elif certs.NO_DIGITAL_SIGNATURE in issues:
+        out.append(Check("key-usage", "fail", "keyUsage lacks digitalSignature; reissue the certificate with it"))
+    else:
+        out.append(Check("key-usage", "pass", "keyUsage includes digitalSignature"))
     hname = signature_hash_name(leaf)
-    if hname is None or hname == "unknown" or hname in WEAK_HASHES:
+    if certs.WEAK_HASH in issues or certs.NO_HASH in issues:
         shown = (hname or "no hash").upper()
         out.append(Check("signature-hash", "fail", f"signed with {shown}; Roles Anywhere needs SHA-256 or stronger"))
     else:
-        out.append(Check("signature-hash", "pass", f"signed with {hname.upper()}"))
+        out.append(Check("signature-hash", "pass", f"signed with {(hname or '').upper()}"))
     return out
 
 
@@ -203,14 +204,14 @@ def validity_check(cert: x509.Certificate, now: datetime) -> Check:
 
 
 def _open_key(identity: IdentityOptions) -> KeyHandle:
-    from . import keys
+    from .backends import backend_for
 
-    return keys.open_key(identity)
+    return backend_for(identity).open_key(identity)
 
 
 def key_checks(identity: IdentityOptions, found: _Found) -> list[Check]:
     """The key really signs, and the certificate's public key verifies it (no shortcut by comparing keys)."""
-    from .backends import backend_name
+    from .backends import backend_for
     from .certs import pem_labels, public_keys_equal
     from .keys import describe_public_key
     from .signer import verify_signature
@@ -223,8 +224,7 @@ def key_checks(identity: IdentityOptions, found: _Found) -> list[Check]:
         key: KeyHandle | None = None
         key_public = public
     else:
-        backend = backend_name(identity)
-        if backend == "pem" and not identity.private_key:
+        if backend_for(identity).key_in_certificate_file and not identity.private_key:
             from .files import read_head
 
             head = read_head(identity.certificate or "", 1 << 20)
@@ -297,8 +297,7 @@ def chain_checks(opts: DoctorOptions, found: _Found, now: datetime) -> list[Chec
 
 
 def trust_anchor_check(path: str, leaf: x509.Certificate, chain: Sequence[x509.Certificate], now: datetime) -> Check:
-    from .certs import describe, parse_certificates
-    from .endpoint_server import Refusal, verify_certificates
+    from .certs import PathRefused, describe, parse_certificates, verify_path
     from .files import read_input_file
 
     try:
@@ -307,9 +306,9 @@ def trust_anchor_check(path: str, leaf: x509.Certificate, chain: Sequence[x509.C
         return Check("trust-anchor", "fail", e.diagnostics())
     try:
         # the same verification the local endpoint (and so AWS) performs
-        verify_certificates(leaf, chain, anchors, now)
-    except Refusal as r:
-        detail = r.message.removeprefix("Untrusted signing certificate").lstrip(": ")
+        verify_path(leaf, chain, anchors, now)
+    except PathRefused as r:
+        detail = r.detail
         if not detail:
             top = chain[-1] if chain else leaf
             detail = (
@@ -401,12 +400,12 @@ def request_checks(opts: DoctorOptions, found: _Found) -> list[Check]:
 
 
 def backend_checks(identity: IdentityOptions) -> list[Check]:
-    from . import keys
+    from .backends import backend_for
 
     if not (identity.private_key or identity.certificate or identity.pkcs11_uri):
         return []
     try:
-        return keys.health(identity)
+        return backend_for(identity).health(identity)
     except SignerError as e:
         return [Check("backend", "fail", e.diagnostics())]
 

@@ -89,69 +89,19 @@ def _load_der(b64: str, what: str) -> x509.Certificate:
         raise _denied(f"{what} is not a base64 DER certificate") from None
 
 
-def _ext(cert: x509.Certificate, cls: Any) -> Any:
-    from cryptography import x509
-
-    try:
-        return cert.extensions.get_extension_for_class(cls).value
-    except x509.ExtensionNotFound:
-        return None
-
-
-def _check_cert_common(cert: x509.Certificate, now: datetime, what: str) -> None:
-    from cryptography import x509
-
-    from .certs import WEAK_HASHES, signature_hash_name
-
-    if cert.version != x509.Version.v3:
-        raise _denied(f"Untrusted signing certificate: {what} is not X.509 v3")
-    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        raise _denied(f"Untrusted signing certificate: {what} is outside its validity period")
-    hname = signature_hash_name(cert)
-    if hname in WEAK_HASHES or hname in ("unknown", None):
-        raise _denied(f"Untrusted signing certificate: {what} is signed with {hname}")
-
-
 def verify_certificates(
     leaf: x509.Certificate,
     chain: Sequence[x509.Certificate],
     anchors: Sequence[x509.Certificate],
     now: datetime,
 ) -> None:
-    """Raise ``Refusal`` unless ``leaf`` chains through ``chain`` to one of ``anchors``."""
-    from cryptography import x509
+    """Raise ``Refusal`` unless ``leaf`` chains through ``chain`` to one of ``anchors`` (``certs.verify_path``)."""
+    from .certs import PathRefused, verify_path
 
-    from .certs import issues
-
-    _check_cert_common(leaf, now, "the end-entity certificate")
-    bc = _ext(leaf, x509.BasicConstraints)
-    if bc is not None and bc.ca:
-        raise _denied("Untrusted signing certificate: the end-entity certificate is a CA")
-    ku = _ext(leaf, x509.KeyUsage)
-    if ku is None or not ku.digital_signature:
-        raise _denied("Untrusted signing certificate: keyUsage lacks digitalSignature")
-    if len(chain) > protocol.MAX_CHAIN:
-        raise _denied("Untrusted signing certificate: the chain is longer than 5")
-    child, remaining = leaf, list(chain)
-    for _depth in range(protocol.MAX_CHAIN + 1):
-        anchor = next((a for a in anchors if issues(a, child)), None)
-        if anchor is not None:
-            abc, aku = _ext(anchor, x509.BasicConstraints), _ext(anchor, x509.KeyUsage)
-            if abc is None or not abc.ca or aku is None or not aku.key_cert_sign:
-                raise _denied("Untrusted signing certificate: the trust anchor is not a CA")
-            if not anchor.not_valid_before_utc <= now <= anchor.not_valid_after_utc:
-                raise _denied("Untrusted signing certificate: the trust anchor is outside its validity")
-            return
-        parent = next((c for c in remaining if issues(c, child)), None)
-        if parent is None:
-            raise _denied("Untrusted signing certificate")
-        _check_cert_common(parent, now, "an intermediate certificate")
-        pbc = _ext(parent, x509.BasicConstraints)
-        if pbc is None or not pbc.ca:
-            raise _denied("Untrusted signing certificate: an intermediate is not a CA")
-        remaining.remove(parent)
-        child = parent
-    raise _denied("Untrusted signing certificate: the chain is longer than 5")
+    try:
+        verify_path(leaf, chain, anchors, now)
+    except PathRefused as e:
+        raise _denied("Untrusted signing certificate" + (f": {e.detail}" if e.detail else "")) from None
 
 
 @dataclass(frozen=True)

@@ -27,20 +27,42 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .imds_wire import (
+    CONTAINER_PATH,
+    CREDS_PATH,
+    IMDS_HOSTS,
+    MAX_TTL,
+    TOKEN_HEADER,
+    TOKEN_PATH,
+    TTL_HEADER,
+    host_of,
+    is_loopback,
+)
 from .refresher import Refresher
+
+__all__ = [
+    "CONTAINER_PATH",
+    "CREDS_PATH",
+    "DEFAULT_BIND",
+    "IMDS_HOSTS",
+    "MAX_TTL",
+    "TOKEN_HEADER",
+    "TOKEN_PATH",
+    "TTL_HEADER",
+    "CredentialServer",
+    "ServeConfig",
+    "TokenStore",
+    "host_of",
+    "is_loopback",
+    "new_container_token",
+    "role_name_of",
+]
 
 if TYPE_CHECKING:
     from .imds_server import HttpService, Listener
 
 log = logging.getLogger("rolesanywhere_signer.serve")
 
-TOKEN_PATH = "/latest/api/token"
-CREDS_PATH = "/latest/meta-data/iam/security-credentials/"
-CONTAINER_PATH = "/credentials"
-TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
-TOKEN_HEADER = "X-aws-ec2-metadata-token"
-MAX_TTL = 21600
-IMDS_HOSTS = frozenset({"169.254.169.254", "fd00:ec2::254"})
 DEFAULT_BIND = ("127.0.0.1", "::1")
 
 
@@ -82,24 +104,6 @@ class TokenStore:
 
     def __repr__(self) -> str:
         return f"TokenStore({len(self)} tokens)"
-
-
-def is_loopback(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
-
-
-def host_of(header: str) -> str:
-    """The host part of a Host header (``[::1]:9911`` -> ``::1``), lowercased."""
-    h = header.strip().lower()
-    if h.startswith("["):
-        return h[1 : h.find("]")] if "]" in h else h
-    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
 
 
 @dataclass(frozen=True)

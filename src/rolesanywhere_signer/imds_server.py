@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from .credentials import EXPIRATION_FORMAT
-from .imds import (
+from .imds_wire import (
     CONTAINER_PATH,
     CREDS_PATH,
     MAX_TTL,

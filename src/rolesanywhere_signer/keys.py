@@ -1,16 +1,15 @@
-"""Keys without certificates: open, generate and health-check through whichever backend holds them.
+"""Software keys and new key files: generation, the 0600 file writer, new passwords, descriptions.
 
-The backend is chosen as for signing (``backends.backend_name``); each backend module offers
-``open_key``, ``generate_key`` and ``health``. A backend that does not offer one yet is reported
-as "not supported" instead of failing with an AttributeError.
+Keys in a store (token, TPM) are opened, generated and health-checked by their backend
+(``backends.backend_for(opts)``); nothing here picks a backend.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .errors import InputError, NotSupportedError, SecretError
+from .errors import InputError, SecretError
 from .keytypes import EC_P256, EC_P384, RSA_2048, RSA_3072, describe_key, key_type_named
 from .options import IdentityOptions
 from .secret import Secret
@@ -18,63 +17,9 @@ from .secret import Secret
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
-    from .checks import Check
-    from .signer import KeyHandle
 
 #: what ``generate-key`` makes, in every backend (``keytypes`` rows by their CLI spelling)
 KEY_TYPES = tuple(kt.cli_name for kt in (RSA_2048, RSA_3072, EC_P256, EC_P384))
-_BACKEND_TITLES = {"pem": "key files", "pkcs11": "PKCS#11", "tpm": "TPM 2.0"}
-
-
-def _backend(name: str) -> Any:
-    import importlib
-
-    return importlib.import_module(f".backends.{name}", __package__)
-
-
-def _function(name: str, function: str) -> Any:
-    fn = getattr(_backend(name), function, None)
-    if fn is None:
-        raise NotSupportedError(f"{function.replace('_', ' ')} is not yet supported for {_BACKEND_TITLES[name]}")
-    return fn
-
-
-def open_key(opts: IdentityOptions) -> KeyHandle:
-    """Open the private key alone; the caller must ``close()`` it."""
-    from .backends import backend_name
-
-    key: KeyHandle = _function(backend_name(opts), "open_key")(opts)
-    return key
-
-
-def health(opts: IdentityOptions) -> list[Check]:
-    """The backend's own checks (module, token, mechanisms, TPM reachable); empty for key files."""
-    from .backends import backend_name
-
-    name = backend_name(opts)
-    if name == "pem":
-        return []
-    fn = getattr(_backend(name), "health", None)
-    if fn is None:
-        from .checks import Check
-
-        return [Check("backend", "warn", f"the {_BACKEND_TITLES[name]} backend has no health checks yet")]
-    checks: list[Check] = fn(opts)
-    return checks
-
-
-def generate_pkcs11(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
-    public: PublicKeyTypes = _function("pkcs11", "generate_key")(opts, key_type)
-    return public
-
-
-def generate_tpm(
-    opts: IdentityOptions, key_type: str, *, output: str | None, persistent_handle: int | None
-) -> PublicKeyTypes:
-    public: PublicKeyTypes = _function("tpm", "generate_key")(
-        opts, key_type, output=output, persistent_handle=persistent_handle
-    )
-    return public
 
 
 def new_software_key(key_type: str) -> PrivateKeyTypes:

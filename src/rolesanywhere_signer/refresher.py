@@ -24,7 +24,7 @@ from .credentials import Credentials, mask_access_key
 from .errors import AuthenticationError, BackendError, InputError, SecretError, SignerError
 from .files import open_input, read_fd
 from .options import IdentityOptions, RequestOptions
-from .retry import RetryPolicy
+from .retry import RetryPolicy, backoff_delay
 from .transport import DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
@@ -334,9 +334,11 @@ class Refresher:
         )
 
     def _backoff(self) -> float:
-        ceiling = min(self.policy.backoff_max, self.policy.backoff_base * (2 ** max(0, self._failures - 1)))
         # jitter between half and all of the ceiling, never below the minimum interval
-        return max(self.policy.min_interval, self._rng.uniform(ceiling / 2, ceiling))
+        delay = backoff_delay(
+            self._failures, self.policy.backoff_base, self.policy.backoff_max, self._rng, min_fraction=0.5
+        )
+        return max(self.policy.min_interval, delay)
 
     def _open_signer(self) -> Signer:
         """The open signer, re-opened when a reload was asked for or the files changed (rotation)."""

@@ -49,8 +49,17 @@ class RetryPolicy(Record):
         """Backoff before attempt ``attempt + 1`` (attempt counts from 1): full jitter."""
         if not self.backoff:
             return 0.0
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
-        return (rng or random).uniform(0, ceiling)
+        return backoff_delay(attempt, self.base_delay, self.max_delay, rng)
+
+
+def backoff_delay(
+    failures: int, base: float, cap: float, rng: random.Random | None = None, *, min_fraction: float = 0.0
+) -> float:
+    """Exponential backoff after ``failures`` failures (from 1): ``base`` doubling up to ``cap``,
+    drawn uniformly between ``min_fraction`` of that ceiling and all of it (0: full jitter, as
+    the CreateSession retries use; 0.5: "equal jitter", as the refresher's attempts use)."""
+    ceiling = min(cap, base * (2 ** (max(1, failures) - 1)))
+    return (rng or random).uniform(ceiling * min_fraction, ceiling)
 
 
 NO_RETRY = RetryPolicy(attempts=1, backoff=False)

@@ -132,4 +132,50 @@ def read_secret_file(path: str, *, what: str) -> Secret:
     return Secret(value)
 
 
-SecretSource = Callable[[], Secret]
+# ---------------------------------------------------------------- where PINs and passwords come from
+
+#: One place a PIN or password may come from: it returns the secret, or ``None`` when that place
+#: was not given (no flag, no file named, the variable unset). ``first_secret`` asks them in order.
+#: The documented order everywhere: the flag (or URI attribute), a file, the environment, the
+#: terminal. A new place (pinentry) is one more function returning a ``SecretSource``.
+SecretSource = Callable[[], "Secret | None"]
+
+
+def from_value(value: Secret | None, *, warn: Callable[[], None] | None = None) -> SecretSource:
+    """A secret given directly (a flag, ``pin-value``); ``warn`` runs when it is used (argv is public)."""
+
+    def get() -> Secret | None:
+        if value is not None and warn is not None:
+            warn()
+        return value
+
+    return get
+
+
+def from_file(path: str | None, *, what: str) -> SecretSource:
+    """The first line of the file at ``path`` (``read_secret_file``), when a path is given."""
+    return lambda: read_secret_file(path, what=what) if path else None
+
+
+def from_env(name: str) -> SecretSource:
+    """The environment variable ``name``; unset or empty counts as not given."""
+
+    def get() -> Secret | None:
+        value = os.environ.get(name)
+        return Secret(value) if value else None
+
+    return get
+
+
+def from_terminal(prompt: str, *, what: str, hint: str) -> SecretSource:
+    """Ask on the terminal (``prompt_secret``): always answers, or raises ``SecretError`` without one."""
+    return lambda: prompt_secret(prompt, what=what, hint=hint)
+
+
+def first_secret(*sources: SecretSource) -> Secret | None:
+    """The secret of the first source that has one; ``None`` when none had."""
+    for source in sources:
+        value = source()
+        if value is not None:
+            return value
+    return None

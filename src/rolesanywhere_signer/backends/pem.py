@@ -20,11 +20,13 @@ from ..errors import InputError, NotSupportedError, SecretError
 from ..files import read_input_file, warn_if_exposed
 from ..keytypes import DigestName, KeyType, key_type_of
 from ..options import IdentityOptions
-from ..secret import Secret, prompt_secret
+from ..secret import Secret, first_secret, from_env, from_terminal, from_value
 
 if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
+    from ..checks import Check
 
 PASSWORD_ENV = "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD"
 _PASSWORD_HINT = f"pass --pkcs8-password, set {PASSWORD_ENV}, or run it from a terminal"
@@ -56,12 +58,14 @@ class PemSigner:
 
 
 def _password(opts: IdentityOptions, what: str) -> Secret:
-    if opts.pkcs8_password is not None:
-        return opts.pkcs8_password
-    env = os.environ.get(PASSWORD_ENV)
-    if env:
-        return Secret(env)
-    return prompt_secret(f"Password for {what}: ", what=f"the password for {what}", hint=_PASSWORD_HINT)
+    """--pkcs8-password, the environment, the terminal (secret.py's order)."""
+    password = first_secret(
+        from_value(opts.pkcs8_password),
+        from_env(PASSWORD_ENV),
+        from_terminal(f"Password for {what}: ", what=f"the password for {what}", hint=_PASSWORD_HINT),
+    )
+    assert password is not None  # the terminal source answers or raises
+    return password
 
 
 def _check_key_type(key: PrivateKeyTypes, source: str) -> KeyType:
@@ -192,7 +196,10 @@ def open_key(opts: IdentityOptions) -> PemKey:
 
 
 def load(opts: IdentityOptions) -> PemSigner:
-    assert opts.certificate
+    if not opts.certificate:
+        from ..errors import UsageError
+
+        raise UsageError("--certificate is required", hint="see --help")
     cert_path = opts.certificate
     cert_data = read_input_file(cert_path, "certificate file")
     extra: list[x509.Certificate] = []
@@ -232,3 +239,8 @@ def load(opts: IdentityOptions) -> PemSigner:
         chain = chain_from_pool(leaf, extra)
     check_chain(leaf, chain)
     return PemSigner(key, leaf, tuple(chain), key_type.algorithm, key_source)
+
+
+def health(opts: IdentityOptions) -> list[Check]:
+    """Key files have no store to check: the file checks (doctor's key and certificate rows) say it all."""
+    return []

@@ -8,9 +8,9 @@ EC point) — never by trial signatures, which cost a PIN entry and a touch on a
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..errors import BackendError, InputError, NotSupportedError, UsageError
 from ..keytypes import KEY_TYPES as ALL_KEY_TYPES
@@ -30,7 +30,11 @@ from .pkcs11_token import (
 
 if TYPE_CHECKING:
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurve
     from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+    from cryptography.hazmat.primitives.hashes import HashAlgorithm
+    from pkcs11 import Attribute, Object, ObjectClass, PublicKey
+    from pkcs11 import SignMixin as SigningKey  # a private-key object: python-pkcs11 mixes in sign()
 
     from ..checks import Check
 
@@ -133,13 +137,13 @@ class CertObject:
         )
 
 
-def _A() -> Any:
+def _A() -> type[Attribute]:
     import pkcs11
 
     return pkcs11.Attribute
 
 
-def _attr(obj: Any, name: str, default: Any = None) -> Any:
+def _attr(obj: Object, name: str, default: Any = None) -> Any:  # attribute values are of many types
     import pkcs11
 
     try:
@@ -148,9 +152,9 @@ def _attr(obj: Any, name: str, default: Any = None) -> Any:
         return default
 
 
-def _template(uri: Pkcs11Uri, cls: Any) -> dict[Any, Any]:
+def _template(uri: Pkcs11Uri, cls: ObjectClass) -> dict[Attribute, Any]:
     A = _A()
-    t: dict[Any, Any] = {A.CLASS: cls}
+    t: dict[Attribute, Any] = {A.CLASS: cls}
     if uri.id is not None:
         t[A.ID] = uri.id
     if uri.object is not None:
@@ -218,7 +222,7 @@ def _pick_leaf(cands: list[CertObject], uri: Pkcs11Uri) -> CertObject:
     )
 
 
-def _sha256() -> Any:
+def _sha256() -> HashAlgorithm:
     from cryptography.hazmat.primitives import hashes
 
     return hashes.SHA256()
@@ -244,7 +248,7 @@ def _curve_row(params: bytes | None) -> KeyType:
     raise NotSupportedError("the token's EC key is on a curve Roles Anywhere does not take; use P-256 or P-384")
 
 
-def _curve(params: bytes) -> Any:
+def _curve(params: bytes) -> EllipticCurve:
     return _curve_row(params).curve_object()
 
 
@@ -258,7 +262,7 @@ def _cert_point(cert: x509.Certificate) -> bytes | None:
     return None
 
 
-def _key_public(ts: TokenSession, key: Any) -> PublicKeyTypes | None:
+def _key_public(ts: TokenSession, key: SigningKey) -> PublicKeyTypes | None:
     """The public key of a private key object: RSA from its modulus, EC from its public twin."""
     import pkcs11
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -283,7 +287,7 @@ def _key_public(ts: TokenSession, key: Any) -> PublicKeyTypes | None:
     return None
 
 
-def _check_key_type(ts: TokenSession, key: Any, what: str) -> KeyType:
+def _check_key_type(ts: TokenSession, key: SigningKey, what: str) -> KeyType:
     """The key-type row of a private key object (RSA of unknown size signs as any RSA row does)."""
     import pkcs11
 
@@ -309,19 +313,24 @@ def _check_key_type(ts: TokenSession, key: Any, what: str) -> KeyType:
     )
 
 
-def _key_name(key: Any) -> str:
+def _private_keys(objects: Iterator[Object]) -> list[SigningKey]:
+    """Objects found with CKA_CLASS=CKO_PRIVATE_KEY: python-pkcs11 gives them ``sign``."""
+    return cast("list[SigningKey]", list(objects))
+
+
+def _key_name(key: SigningKey) -> str:
     label = _attr(key, "LABEL", "") or ""
     kid = bytes(_attr(key, "ID", b"") or b"")
     return f"{label!r} (id {kid.hex() or 'none'})"
 
 
-def _find_key(ts: TokenSession, req: Request, cert: CertObject | None, cert_obj: x509.Certificate | None) -> Any:
+def _find_key(ts: TokenSession, req: Request, cert: CertObject | None, cert_obj: x509.Certificate | None) -> SigningKey:
     import pkcs11
 
     A = _A()
     ts.login()
     named = req.key_uri.id is not None or req.key_uri.object is not None
-    keys = list(ts.objects(_template(req.key_uri, pkcs11.ObjectClass.PRIVATE_KEY))) if named else []
+    keys = _private_keys(ts.objects(_template(req.key_uri, pkcs11.ObjectClass.PRIVATE_KEY))) if named else []
     if named and not keys and req.key_explicit:
         raise InputError(
             f"no private key matches {req.key_uri} on {ts.id.describe()}",
@@ -329,11 +338,11 @@ def _find_key(ts: TokenSession, req: Request, cert: CertObject | None, cert_obj:
         )
     if not keys:
         if cert is not None and cert.id:
-            keys = list(ts.objects({A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY, A.ID: cert.id}))
+            keys = _private_keys(ts.objects({A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY, A.ID: cert.id}))
         if not keys and cert_obj is not None:
             keys = _keys_by_public(ts, cert_obj)
         if not keys and cert_obj is None and not named:
-            keys = list(ts.objects({A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY}))
+            keys = _private_keys(ts.objects({A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY}))
         if not keys:
             what = f"certificate {cert_obj.subject.rfc4514_string()}" if cert_obj is not None else str(req.key_uri)
             idtext = f" (id {cert.id.hex()})" if cert is not None and cert.id else ""
@@ -352,14 +361,14 @@ def _find_key(ts: TokenSession, req: Request, cert: CertObject | None, cert_obj:
     return keys[0]
 
 
-def _matches(ts: TokenSession, key: Any, cert: x509.Certificate) -> bool | None:
+def _matches(ts: TokenSession, key: SigningKey, cert: x509.Certificate) -> bool | None:
     from ..certs import public_keys_equal
 
     pub = _key_public(ts, key)
     return None if pub is None else public_keys_equal(pub, cert.public_key())
 
 
-def _keys_by_public(ts: TokenSession, cert: x509.Certificate) -> list[Any]:
+def _keys_by_public(ts: TokenSession, cert: x509.Certificate) -> list[SigningKey]:
     """The private key(s) whose modulus or EC point equals the certificate's."""
     import pkcs11
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -368,14 +377,14 @@ def _keys_by_public(ts: TokenSession, cert: x509.Certificate) -> list[Any]:
     pub = cert.public_key()
     if isinstance(pub, rsa.RSAPublicKey):
         n = pub.public_numbers().n.to_bytes((pub.key_size + 7) // 8, "big")
-        return list(ts.objects({A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY, A.MODULUS: n}))
+        return _private_keys(ts.objects({A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY, A.MODULUS: n}))
     point = _cert_point(cert)
     out = []
     for p in ts.objects({A.CLASS: pkcs11.ObjectClass.PUBLIC_KEY, A.KEY_TYPE: pkcs11.KeyType.EC}):
         if point is not None and _ec_point(bytes(_attr(p, "EC_POINT", b"") or b"")) == point:
             kid = _attr(p, "ID", b"")
             if kid:
-                out += list(ts.objects({A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY, A.ID: kid}))
+                out += _private_keys(ts.objects({A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY, A.ID: kid}))
     return out
 
 
@@ -390,7 +399,7 @@ class TokenKey:
     """
 
     def __init__(
-        self, ts: TokenSession, key: Any, kind: KeyType, *, reuse_pin: bool, public: PublicKeyTypes | None
+        self, ts: TokenSession, key: SigningKey, kind: KeyType, *, reuse_pin: bool, public: PublicKeyTypes | None
     ) -> None:
         import pkcs11
 
@@ -400,7 +409,7 @@ class TokenKey:
         self._public = public
         self._lock = threading.Lock()
         A = _A()
-        self._refind: dict[Any, Any] = {A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY}
+        self._refind: dict[Attribute, Any] = {A.CLASS: pkcs11.ObjectClass.PRIVATE_KEY}
         for name in ("ID", "LABEL"):
             value = _attr(key, name)
             if value not in (None, b"", ""):
@@ -495,7 +504,7 @@ class TokenKey:
         for reinitialize in (False, True):
             self._ts.reopen(reinitialize=reinitialize)
             try:
-                keys = list(self._ts.objects(self._refind))
+                keys = _private_keys(self._ts.objects(self._refind))
             except pkcs11.PKCS11Error as e:
                 raise BackendError(f"{self._ts.id.describe()} failed after re-opening ({type(e).__name__})") from None
             if len(keys) == 1:
@@ -712,7 +721,7 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
         assert row.pkcs11_key_type is not None
         try:
             if row.family == "rsa":
-                pub, _ = ts.session.generate_keypair(
+                pub, _ = ts.open_session().generate_keypair(
                     pkcs11.KeyType[row.pkcs11_key_type],
                     row.bits,
                     id=kid,
@@ -723,7 +732,7 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
                 )
             else:
                 assert row.curve_oid is not None
-                params = ts.session.create_domain_parameters(
+                params = ts.open_session().create_domain_parameters(
                     pkcs11.KeyType[row.pkcs11_key_type],
                     {A.EC_PARAMS: encode_named_curve_parameters(row.curve_oid)},
                     local=True,
@@ -738,7 +747,7 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
         _close_all(sessions)
 
 
-def _public_from_object(pub: Any) -> PublicKeyTypes:
+def _public_from_object(pub: PublicKey) -> PublicKeyTypes:
     import pkcs11
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 

@@ -12,11 +12,16 @@ import os
 import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthenticationError, BackendError, InputError, SecretError
 from ..pkcs11_uri import Pkcs11Uri
-from ..secret import Secret, prompt_secret, read_secret_file
+from ..secret import Secret, first_secret, from_env, from_file, from_terminal, from_value
+
+if TYPE_CHECKING:
+    # python-pkcs11 ships type information: its objects are typed here, imported lazily at run time
+    from pkcs11 import Attribute, Mechanism, Object, Session, Token
+    from pkcs11._pkcs11 import lib as Pkcs11Lib
 
 log = logging.getLogger("rolesanywhere_signer.pkcs11")
 
@@ -126,7 +131,7 @@ def resolve_module(lib: str | None, uris: list[Pkcs11Uri]) -> str:
     )
 
 
-def load_library(path: str) -> Any:
+def load_library(path: str) -> Pkcs11Lib:
     """Load and initialise a module once per process (python-pkcs11 caches by path)."""
     import pkcs11
 
@@ -161,11 +166,11 @@ class TokenId:
         return Pkcs11Uri(token=self.label, serial=self.serial or None)
 
 
-def token_id(token: Any) -> TokenId:
+def token_id(token: Token) -> TokenId:
     return TokenId(_text(token.label), _text(token.serial), _text(token.manufacturer_id), _text(token.model))
 
 
-def matching_tokens(lib: Any, uri: Pkcs11Uri) -> list[Any]:
+def matching_tokens(lib: Pkcs11Lib, uri: Pkcs11Uri) -> list[Token]:
     """Every present token the URI's token/slot/library attributes match."""
     import pkcs11
 
@@ -208,7 +213,7 @@ def matching_tokens(lib: Any, uri: Pkcs11Uri) -> list[Any]:
     return out
 
 
-def describe_tokens(lib: Any) -> str:
+def describe_tokens(lib: Pkcs11Lib) -> str:
     try:
         names = [token_id(s.get_token()).describe() for s in lib.get_slots(token_present=True)]
     except Exception:  # noqa: BLE001 - only for a message
@@ -219,20 +224,24 @@ def describe_tokens(lib: Any) -> str:
 def pin_source(uris: list[Pkcs11Uri], what: str) -> Callable[[], Secret]:
     """PIN sources in order: pin-value (warned), pin-source, the environment, the terminal."""
 
+    def warn() -> None:
+        log.warning(
+            "pin-value in a PKCS#11 URI is visible to other local users; prefer pin-source=file:PATH or %s", PIN_ENV
+        )
+
     def get() -> Secret:
-        for uri in uris:
-            if uri.pin_value is not None:
-                log.warning(
-                    "pin-value in a PKCS#11 URI is visible to other local users; prefer pin-source=file:PATH or %s",
-                    PIN_ENV,
-                )
-                return uri.pin_value
-            if uri.pin_source is not None:
-                return read_secret_file(pin_source_path(uri.pin_source), what="PKCS#11 PIN")
-        env = os.environ.get(PIN_ENV)
-        if env:
-            return Secret(env)
-        return prompt_secret(f"PIN for {what}: ", what=f"the PIN for {what}", hint=PIN_HINT)
+        # the first URI naming a PIN (pin-value or pin-source) decides; then environment, terminal
+        named = next((u for u in uris if u.pin_value is not None or u.pin_source is not None), None)
+        value = named.pin_value if named else None
+        path = pin_source_path(named.pin_source) if named and value is None and named.pin_source else None
+        pin = first_secret(
+            from_value(value, warn=warn),
+            from_file(path, what="PKCS#11 PIN"),
+            from_env(PIN_ENV),
+            from_terminal(f"PIN for {what}: ", what=f"the PIN for {what}", hint=PIN_HINT),
+        )
+        assert pin is not None  # the terminal source answers or raises
+        return pin
 
     return get
 
@@ -289,7 +298,9 @@ def is_recoverable(exc: BaseException) -> bool:
 class TokenSession:
     """One session on one token; login once; re-open on demand. Not thread-safe: callers lock."""
 
-    def __init__(self, module: str, lib: Any, token: Any, get_pin: Callable[[], Secret], *, rw: bool = False) -> None:
+    def __init__(
+        self, module: str, lib: Pkcs11Lib, token: Token, get_pin: Callable[[], Secret], *, rw: bool = False
+    ) -> None:
         self.module = module
         self.lib = lib
         self.token = token
@@ -298,7 +309,7 @@ class TokenSession:
         self._pin: Secret | None = None
         self.logged_in = False
         self._wants_login = False  # survives a failed re-open, so the next one logs in again
-        self.session: Any = None
+        self.session: Session | None = None
         self.hw_slot = bool(token.slot.flags & CKF_HW_SLOT)
         self.rw = rw
         self.session = self._open(rw=rw)
@@ -319,7 +330,7 @@ class TokenSession:
     def pin(self) -> Secret | None:
         return self._pin
 
-    def _open(self, *, rw: bool) -> Any:
+    def _open(self, *, rw: bool) -> Session:
         import pkcs11
 
         try:
@@ -327,11 +338,17 @@ class TokenSession:
         except pkcs11.PKCS11Error as e:
             raise BackendError(f"cannot open a session on {self.id.describe()} ({type(e).__name__})") from None
 
-    def mechanisms(self) -> set[Any]:
+    def mechanisms(self) -> set[Mechanism]:
         return set(self.token.slot.get_mechanisms())
 
-    def objects(self, template: dict[Any, Any]) -> Iterator[Any]:
-        return iter(list(self.session.get_objects(template)))
+    def open_session(self) -> Session:
+        """The session, which an earlier failed re-open may have left closed."""
+        if self.session is None:
+            raise BackendError(f"{self.id.describe()} has no open session", hint="insert the token and try again")
+        return self.session
+
+    def objects(self, template: dict[Attribute, Any]) -> Iterator[Object]:
+        return iter(list(self.open_session().get_objects(template)))
 
     def login(self) -> None:
         """Log in once (user PIN, or the PIN pad on protected-path readers). Never retried."""
@@ -424,7 +441,7 @@ class TokenSession:
         self._pin = None
 
 
-def _close_quietly(session: Any, *, logout: bool) -> None:
+def _close_quietly(session: Session | None, *, logout: bool) -> None:
     """Close a session; ``logout`` only matters for documentation: python-pkcs11 logs out
     sessions that it logged in itself, and ours that were opened without a PIN are not."""
     if session is None:

@@ -96,8 +96,7 @@ def parse_handle(value: str) -> int:
 
 def key_ref(opts: IdentityOptions) -> KeyRef:
     from ..files import read_input_file
-    from ..tss2 import parse_pem
-    from . import is_tpm_handle
+    from ..tss2 import is_tpm_handle, parse_pem
 
     value = opts.private_key
     if not value:
@@ -110,16 +109,13 @@ def key_ref(opts: IdentityOptions) -> KeyRef:
 
 def _given_password(opts: IdentityOptions) -> Secret | None:
     """A password from the flag, the file or the environment; None when none of them is set."""
-    from ..secret import read_secret_file
+    from ..secret import first_secret, from_env, from_file, from_value
 
-    if opts.tpm_key_password is not None:
-        return opts.tpm_key_password
-    if opts.tpm_key_password_file:
-        return read_secret_file(opts.tpm_key_password_file, what="TPM key password")
-    env = os.environ.get(PASSWORD_ENV)
-    if env:
-        return Secret(env)
-    return None
+    return first_secret(
+        from_value(opts.tpm_key_password),
+        from_file(opts.tpm_key_password_file, what="TPM key password"),
+        from_env(PASSWORD_ENV),
+    )
 
 
 def key_password(opts: IdentityOptions, ref: KeyRef) -> Secret | None:

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     from ..arn import validate_request
 
-    validate_request(request)  # refuse bad ARNs/durations before any PIN prompt or key access
+    valid = validate_request(request)  # refuse bad ARNs/durations before any PIN prompt or key access
     if getattr(args, "cache", False):
         from ..cache import cached_credential_process
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from ..api import fetch_credentials
 
-        text = fetch_credentials(identity, request, timeout=args.timeout).to_process_json()
+        text = fetch_credentials(identity, valid, timeout=args.timeout).to_process_json()
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
     return 0

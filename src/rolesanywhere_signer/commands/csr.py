@@ -36,6 +36,7 @@ def register(sub: Any, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import keys
+    from ..backends import backend_for
     from ..cliargs import identity_from_args
     from ..csrgen import spec_from_args
     from ..errors import UsageError
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"CSR file {args.output} already exists; refusing to overwrite it", hint="choose a new path"
             )
-    key = keys.open_key(opts)
+    key = backend_for(opts).open_key(opts)
     try:
         if certificate is not None:
             from ..certs import check_key_matches

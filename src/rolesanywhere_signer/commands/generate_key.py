@@ -92,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
             },
             "does not apply with --pkcs11-uri (the key is made on the token)",
         )
-        public = keys.generate_pkcs11(opts, args.key_type)
+        from ..backends import pkcs11
+
+        public = pkcs11.generate_key(opts, args.key_type)
         where = f"on the token ({opts.pkcs11_uri_redacted()})"
     elif args.tpm:
         _refuse(
@@ -106,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"key file {args.output} already exists; refusing to overwrite it", hint="choose a new path"
             )
-        public = keys.generate_tpm(opts, args.key_type, output=args.output, persistent_handle=args.persistent_handle)
+        from ..backends import tpm
+
+        public = tpm.generate_key(opts, args.key_type, output=args.output, persistent_handle=args.persistent_handle)
         where = f"in the TPM, {args.output}" if args.output else f"in the TPM at 0x{args.persistent_handle:08x}"
     else:
         _refuse(
