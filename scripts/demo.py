@@ -25,7 +25,7 @@ from rolesanywhere_signer.endpoint_server import LocalEndpoint  # noqa: E402
 from support.pki import PKI  # noqa: E402
 from support.util import ARN_ARGS, clean_env  # noqa: E402
 
-PARTS = ["demo_pkcs11", "demo_tpm", "demo_doctor"]
+PARTS = ["demo_pkcs11", "demo_piv", "demo_tpm", "demo_doctor", "demo_renew"]
 
 
 @dataclass

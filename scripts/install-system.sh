@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests and backends need, only those missing.
 set -euo pipefail
-pkgs=(softhsm2 opensc swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev pkg-config openssl wrk hyperfine time)
+pkgs=(softhsm2 opensc pcscd vsmartcard-vpcd ykcs11 pinentry-tty swtpm swtpm-tools tpm2-tools tpm2-openssl libtss2-dev pkg-config openssl wrk hyperfine time)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

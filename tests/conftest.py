@@ -18,6 +18,8 @@ from rolesanywhere_signer.options import IdentityOptions
 from support.clock import FakeClock
 from support.pki import PKI
 
+pytest_plugins = ["support.moto_pca"]
+
 # files the tests write (keys, PINs, passwords) are private, as a careful user's are: a key file
 # readable by group or others draws a warning (files.py); the tests of that warning chmod explicitly
 os.umask(0o077)

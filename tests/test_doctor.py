@@ -111,6 +111,7 @@ def test_everything_passes_table_and_json(pki: PKI, tls_endpoint: LocalEndpoint)
             "arns",
             "region",
             "session-duration",
+            "renewal",
             "endpoint-dns",
             "endpoint-tls",
             "clock-skew",
@@ -124,7 +125,7 @@ def test_everything_passes_table_and_json(pki: PKI, tls_endpoint: LocalEndpoint)
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["STATUS", "CHECK", "DETAIL"]
     assert all(ln.startswith("PASS ") for ln in lines[1:-1])
-    assert lines[-1] == "checks: 14 pass, 0 warn, 0 fail"
+    assert lines[-1] == "checks: 15 pass, 0 warn, 0 fail"
     assert endpoint_sessions(tls_endpoint) == 0  # doctor never calls CreateSession
 
 

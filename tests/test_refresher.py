@@ -267,7 +267,9 @@ def test_certificate_expiry_warnings(
         r.tick()
         r.tick()
         assert len(warnings()) == 2 and "expires in" in warnings()[-1]
-        clock.advance(3600)
+        # an hour later, but never past midnight UTC (the warning is daily by UTC date)
+        end_of_day = clock.now.replace(hour=23, minute=59, second=59, microsecond=0)
+        clock.advance(min(3600.0, (end_of_day - clock.now).total_seconds()))
         r.tick()
         assert len(warnings()) == 2  # the same day: no repeat
         clock.advance(86400)

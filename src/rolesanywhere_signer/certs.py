@@ -300,6 +300,22 @@ def check_key_matches(cert: x509.Certificate, public_key: PublicKeyTypes, key_so
         )
 
 
+def choose_chain(
+    leaf: x509.Certificate, extra: Sequence[x509.Certificate], intermediates: str | None
+) -> list[x509.Certificate]:
+    """The chain to send: issuers stored after the leaf in its own file win over ``--intermediates``.
+
+    ``renew`` installs leaf and chain as one file (one rename switches both), so a reader of that
+    file never pairs a new leaf with a stale intermediates file.
+    """
+    embedded = chain_from_pool(leaf, extra) if extra else []
+    if embedded:
+        return embedded
+    if intermediates:
+        return load_intermediates(intermediates)
+    return []
+
+
 def chain_from_pool(leaf: x509.Certificate, pool: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     """Only the certificates that really issue the leaf, in order, stopping before a self-signed root.
 

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "update": "update",
     "generate-key": "generate_key",
     "csr": "csr",
+    "renew": "renew",
     "doctor": "doctor",
     "local-endpoint": "local_endpoint",
     "version": "version",

@@ -79,6 +79,9 @@ def run_checks(opts: DoctorOptions, *, clock: Clock = _now) -> list[Check]:
             found.signer.close()
     out += request_checks(opts, found)
     out += backend_checks(opts.identity)
+    from .enroll.schedule import renewal_check
+
+    out.append(renewal_check(opts.identity.certificate, clock()))
     if opts.check_endpoint:
         out += endpoint_checks(opts, found, clock)
     return out

@@ -81,17 +81,13 @@ def generate_pem(path: str, key_type: str, password: Secret | None) -> PublicKey
 def new_password(opts: IdentityOptions, *, ask: bool, what: str) -> Secret | None:
     """The password for a new encrypted key: flag, environment, or (when ``ask``) the terminal, twice."""
     from .backends.pem import PASSWORD_ENV
-    from .secret import prompt_secret
+    from .secret import first_secret, from_env, from_value, prompt_secret
 
-    if opts.pkcs8_password is not None:
-        if not opts.pkcs8_password:
-            raise SecretError("--pkcs8-password is empty")
-        return opts.pkcs8_password
-    env = os.environ.get(PASSWORD_ENV)
-    if env:
-        return Secret(env)
-    if not ask:
-        return None
+    if opts.pkcs8_password is not None and not opts.pkcs8_password:
+        raise SecretError("--pkcs8-password is empty")
+    given = first_secret(from_value(opts.pkcs8_password), from_env(PASSWORD_ENV))
+    if given is not None or not ask:
+        return given
     hint = f"pass --pkcs8-password or set {PASSWORD_ENV}"
     first = prompt_secret(f"New password for {what}: ", what=f"a password for {what}", hint=hint)
     if not first:

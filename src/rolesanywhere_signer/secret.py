@@ -70,6 +70,16 @@ def prompt_secret(prompt: str, *, what: str, hint: str, tty_path: str | None = N
         os.close(fd)
 
 
+def terminal_available(tty_path: str | None = None) -> bool:
+    """Whether a prompt could be shown (the controlling terminal, or the one tests point at)."""
+    path = tty_path or os.environ.get("ROLESANYWHERE_SIGNER_TTY") or TTY_PATH
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
+
+
 def _read_no_echo(fd: int, prompt: str) -> str:
     import termios
 
@@ -167,9 +177,47 @@ def from_env(name: str) -> SecretSource:
     return get
 
 
+def from_pinentry(program: str | None, description: str, *, what: str) -> SecretSource:
+    """A pinentry dialog when chosen (``pin-source=pinentry:[PROGRAM]``; "" is the default program):
+    answers, or raises ``SecretError`` (cancel, missing program). ``None`` = not chosen."""
+
+    def get() -> Secret | None:
+        if program is None:
+            return None
+        from .pinentry import get_pin
+
+        return Secret(get_pin(program or None, description=description, what=what))
+
+    return get
+
+
 def from_terminal(prompt: str, *, what: str, hint: str) -> SecretSource:
-    """Ask on the terminal (``prompt_secret``): always answers, or raises ``SecretError`` without one."""
-    return lambda: prompt_secret(prompt, what=what, hint=hint)
+    """Ask on the terminal (``prompt_secret``): always answers, or raises ``SecretError`` without one.
+
+    With no terminal but a desktop session and a ``pinentry`` installed, the pinentry asks instead
+    (credential_process started by an IDE)."""
+
+    def get() -> Secret:
+        return ask(prompt, what=what, hint=hint)
+
+    return get
+
+
+def ask(prompt: str, *, what: str, hint: str, pinentry: str | None = None) -> Secret:
+    """A secret from the user: the terminal, or a pinentry.
+
+    ``pinentry`` is the explicit choice (``pin-source=pinentry:[PROGRAM]``; "" = the default
+    program). Without it the terminal is used, and when there is none but a desktop session and
+    an installed pinentry, the pinentry asks (credential_process started from an IDE).
+    """
+    from . import pinentry as pe
+
+    description = prompt.strip().rstrip(":")
+    if pinentry is not None:
+        return Secret(pe.get_pin(pinentry or None, description=description, what=what))
+    if not terminal_available() and pe.graphical_session() and pe.find_pinentry() is not None:
+        return Secret(pe.get_pin(None, description=description, what=what))
+    return prompt_secret(prompt, what=what, hint=hint)
 
 
 def first_secret(*sources: SecretSource) -> Secret | None:

@@ -7,6 +7,7 @@ EC point) — never by trial signatures, which cost a PIN entry and a touch on a
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,15 +18,20 @@ from ..keytypes import KEY_TYPES as ALL_KEY_TYPES
 from ..keytypes import DigestName, KeyType, key_type_named, rsa_key_type
 from ..options import IdentityOptions
 from ..pkcs11_uri import Pkcs11Uri, format_uri, is_pkcs11_uri, parse_uri
+from ..secret import Secret
 from ..signer import KeySigner
 from .pkcs11_token import (
+    CKF_HW_SLOT,
     TokenSession,
     describe_tokens,
     is_recoverable,
     load_library,
+    locked_error,
     matching_tokens,
     pin_source,
+    pinentry_choice,
     resolve_module,
+    token_id,
 )
 
 if TYPE_CHECKING:
@@ -43,6 +49,12 @@ TOUCH_DELAY = 0.6
 YUBICO_ATTESTATION_OID_PREFIX = "1.3.6.1.4.1.41482.3."
 #: what ``generate-key --pkcs11`` makes
 KEY_TYPES = ("rsa2048", "rsa3072", "ec-p256", "ec-p384")
+# ykcs11 2.2 gives explicit curve parameters (SEC 1 ECParameters): known by their field prime
+_CURVE_PRIMES = {
+    bytes.fromhex("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff"): "1.2.840.10045.3.1.7",
+    bytes.fromhex("ff" * 28 + "fffffffeffffffff0000000000000000ffffffff"): "1.3.132.0.34",
+    bytes.fromhex("01" + "ff" * 65): "1.3.132.0.35",
+}
 
 
 # ---------------------------------------------------------------- what the user named
@@ -102,7 +114,11 @@ def _open_tokens(
             f"no token matches {first} in PKCS#11 module {module} (present: {describe_tokens(lib)})",
             hint="check token=/serial= in the URI and that the token is inserted",
         )
-    return [TokenSession(module, lib, t, pin_source(uris, f"token {t.label.strip()!r}"), rw=rw) for t in tokens]
+    program = pinentry_choice(uris)
+    return [
+        TokenSession(module, lib, t, pin_source(uris, f"token {t.label.strip()!r}"), rw=rw, pinentry=program)
+        for t in tokens
+    ]
 
 
 def _close_all(sessions: Sequence[TokenSession], keep: TokenSession | None = None) -> None:
@@ -242,8 +258,15 @@ def _curve_row(params: bytes | None) -> KeyType:
     """The EC row for CKA_EC_PARAMS (a DER namedCurve OID)."""
     from ..der import der_oid
 
+    explicit = None
+    if params is not None and bytes(params[:1]) == b"\x30":
+        explicit = next((oid for prime, oid in _CURVE_PRIMES.items() if prime in bytes(params)), None)
     for row in ALL_KEY_TYPES:
-        if row.curve_oid is not None and params is not None and der_oid(row.curve_oid) == bytes(params):
+        if (
+            row.curve_oid is not None
+            and params is not None
+            and (der_oid(row.curve_oid) == bytes(params) or row.curve_oid == explicit)
+        ):
             return row
     raise NotSupportedError("the token's EC key is on a curve Roles Anywhere does not take; use P-256 or P-384")
 
@@ -436,12 +459,13 @@ class TokenKey:
             if reuse_pin and ts.pin is not None:
                 self._ctx_pin = ts.pin.reveal()
             else:
-                from ..secret import prompt_secret
+                from ..secret import ask
 
-                self._ctx_pin = prompt_secret(
+                self._ctx_pin = ask(
                     f"PIN to sign with key {_key_name(key)}: ",
                     what=f"the signing PIN for key {_key_name(key)} (it needs a PIN for each use)",
                     hint="pass --reuse-pin to use the token's user PIN for it",
+                    pinentry=ts.pinentry,
                 ).reveal()
         self._touch = ts.hw_slot
         self._closed = False
@@ -518,6 +542,12 @@ class TokenKey:
     def _error(self, e: BaseException) -> BaseException:
         import pkcs11
 
+        if isinstance(e, pkcs11.PinIncorrect):  # the signing PIN of an always-authenticate key
+            self._ctx_pin = None  # never offered again
+            return self._ts.wrong_pin_error()
+        if isinstance(e, pkcs11.PinLocked):
+            self._ctx_pin = None
+            return locked_error(self._ts.id)
         if isinstance(e, pkcs11.PKCS11Error):
             return BackendError(f"{self._ts.id.describe()} refused to sign ({type(e).__name__})")
         return e
@@ -549,7 +579,8 @@ def load(opts: IdentityOptions) -> Pkcs11Signer:
     )
 
     req = _request(opts)
-    file_cert = load_certificate_file(opts.certificate)[0] if req.cert_uri is None and opts.certificate else None
+    file_certs = load_certificate_file(opts.certificate) if req.cert_uri is None and opts.certificate else []
+    file_cert = file_certs[0] if file_certs else None
     sessions = _open_tokens(opts.pkcs11_lib, _uris(req), req.cert_uri or req.key_uri)
     chosen: TokenSession | None = None
     try:
@@ -571,7 +602,9 @@ def load(opts: IdentityOptions) -> Pkcs11Signer:
         public = _key_public(chosen, key)
         if public is not None:
             check_key_matches(leaf, public, f"{_key_name(key)} on {chosen.id.describe()}")
-        if opts.intermediates:
+        if file_cert is not None and chain_from_pool(leaf, file_certs[1:]):
+            chain = chain_from_pool(leaf, file_certs[1:])  # a renewed pair, installed as one file
+        elif opts.intermediates:
             chain = load_intermediates(opts.intermediates)
         else:
             chain = chain_from_pool(leaf, [c.cert for c in _certs_on(chosen, None)])
@@ -701,7 +734,7 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
                 hint="add token= or serial= to the URI",
             )
         ts = sessions[0]
-        ts.login()
+        _login_to_make_keys(ts)
         A = _A()
         for name, value in (("id", uri.id), ("object", uri.object)):
             if value is None:
@@ -716,6 +749,8 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
         kid = uri.id if uri.id is not None else os.urandom(8)
         label = uri.object if uri.object is not None else kid.hex()
         private = {A.TOKEN: True, A.PRIVATE: True, A.SENSITIVE: True, A.EXTRACTABLE: False, A.SIGN: True}
+        if _is_ykcs11(ts):
+            del private[A.EXTRACTABLE]  # refused as an attribute: a PIV key can never leave the card
         public = {A.TOKEN: True, A.VERIFY: True}
         row = key_type_named(key_type)
         assert row.pkcs11_key_type is not None
@@ -741,10 +776,63 @@ def generate_key(opts: IdentityOptions, key_type: str) -> PublicKeyTypes:
                     id=kid, label=label, store=True, public_template=public, private_template=private
                 )
         except pkcs11.PKCS11Error as e:
-            raise BackendError(f"{ts.id.describe()} could not make a {key_type} key ({type(e).__name__})") from None
+            piv = ts.hw_slot and type(e).__name__ in (
+                "FunctionNotSupported",
+                "MechanismInvalid",
+                "TemplateInconsistent",
+            )
+            raise BackendError(
+                f"{ts.id.describe()} could not make a {key_type} key ({type(e).__name__})",
+                hint="this module cannot make keys on this card: use Yubico's libykcs11.so, or ykman piv keys generate"
+                if piv
+                else None,
+            ) from None
         return _public_from_object(pub)
     finally:
         _close_all(sessions)
+
+
+SO_PIN_ENV = "ROLESANYWHERE_SIGNER_PKCS11_SO_PIN"
+
+
+def _is_ykcs11(ts: TokenSession) -> bool:
+    return "yubico" in str(ts.lib.manufacturer_id).lower()
+
+
+def _login_to_make_keys(ts: TokenSession) -> None:
+    """ykcs11 makes and writes PIV keys only for the security officer: the card's management
+    key (48 hex digits). Other modules take the user PIN."""
+    import pkcs11
+
+    from ..errors import AuthenticationError
+    from ..secret import ask
+
+    if not _is_ykcs11(ts):
+        ts.login()
+        return
+    env = os.environ.get(SO_PIN_ENV)
+    key = (
+        Secret(env)
+        if env
+        else ask(
+            f"Management key (48 hex digits) for {ts.id.describe()}: ",
+            what=f"the PIV management key of {ts.id.describe()}",
+            hint=f"set {SO_PIN_ENV}",
+            pinentry=ts.pinentry,
+        )
+    )
+    try:
+        new = ts.token.open(rw=True, so_pin=key.reveal())
+    except (pkcs11.PinIncorrect, pkcs11.PinInvalid, pkcs11.PinLenRange):
+        raise AuthenticationError(
+            f"{ts.id.describe()} refused the management key", hint="give the card's 48-hex-digit management key"
+        ) from None
+    except pkcs11.PKCS11Error as e:
+        raise BackendError(f"security-officer login to {ts.id.describe()} failed ({type(e).__name__})") from None
+    if ts.session is not None:
+        ts.session.close()
+    ts.session = new
+    ts.logged_in = True
 
 
 def _public_from_object(pub: PublicKey) -> PublicKeyTypes:
@@ -801,4 +889,87 @@ def health(opts: IdentityOptions) -> list[Check]:
     have = [name for name in wanted if M[name] in mechs]
     status: Literal["pass", "fail"] = "pass" if have else "fail"
     checks.append(Check("PKCS#11 mechanisms", status, ", ".join(f"CKM_{h}" for h in have) or "no RSA/ECDSA signing"))
+    if len(tokens) == 1 and tokens[0].slot.flags & CKF_HW_SLOT:
+        checks += _piv_checks(module, lib, tokens[0], first)
+    return checks
+
+
+#: PIV key references by the CKA_ID both OpenSC and ykcs11 give them
+PIV_SLOTS = {1: 0x9A, 2: 0x9C, 3: 0x9D, 4: 0x9E, **{5 + i: 0x82 + i for i in range(20)}, 25: 0xF9}
+PIV_SLOT_NAMES = {
+    0x9A: "PIV Authentication",
+    0x9C: "Digital Signature",
+    0x9D: "Key Management",
+    0x9E: "Card Authentication",
+}
+
+
+def _piv_checks(module: str, lib: Any, token: Any, uri: Pkcs11Uri) -> list[Check]:
+    """For a PIV card (YubiKey): slot, PIN tries left, PIN/touch policy, attestation. No PIN.
+
+    The counters and policies come from the card over PC/SC: PKCS#11 has no field for them."""
+    import pkcs11
+
+    from .. import pcsc
+    from ..checks import Check
+    from ..errors import SignerError
+
+    status = pcsc.pin_status(token_id(token).serial or None)
+    if status is None:
+        return []  # not a PIV card, or no PC/SC to ask
+    checks: list[Check] = []
+    try:
+        ts = TokenSession(module, lib, token, lambda: Secret(""))
+    except SignerError:
+        return []
+    try:
+        certs = _certs_on(ts, uri.replace(type=None))
+        leaf = [c for c in certs if not is_attestation(c)]
+        kid = leaf[0].id if leaf else (uri.id or b"")
+        slot = PIV_SLOTS.get(int.from_bytes(kid, "big")) if kid and len(kid) == 1 else None
+        always = None
+        if kid:
+            try:
+                keys = list(ts.objects({_A().CLASS: pkcs11.ObjectClass.PRIVATE_KEY, _A().ID: kid}))
+            except pkcs11.PKCS11Error:
+                keys = []
+            if keys:
+                always = bool(_attr(keys[0], "ALWAYS_AUTHENTICATE", False))
+        attested = any(is_attestation(c) for c in _certs_on(ts, None))
+    finally:
+        ts.close()
+    if slot is not None:
+        checks.append(Check("PIV slot", "pass", f"{slot:02x} ({PIV_SLOT_NAMES.get(slot, 'retired key management')})"))
+    if status.verified:
+        checks.append(Check("PIV PIN", "pass", "verified"))
+    elif status.tries_left == 0:
+        checks.append(Check("PIV PIN", "fail", "locked (unblock it with the PUK: ykman piv access unblock-pin)"))
+    else:
+        left = status.tries_left
+        checks.append(
+            Check("PIV PIN", "pass" if (left or 0) > 1 else "warn", f"{left} {'try' if left == 1 else 'tries'} left")
+        )
+    policy = pcsc.slot_policy(slot, token_id(token).serial or None) if slot is not None else None
+    if always is None and slot is not None:  # OpenSC hides key objects before login: the card says
+        always = (
+            policy.pin_policy == "always" if policy is not None and policy.pin_policy != "default" else slot == 0x9C
+        )
+    parts = []
+    if always is not None:
+        parts.append(
+            "always-authenticate: a PIN for each signature (use --reuse-pin)" if always else "PIN once per session"
+        )
+    if policy is not None:
+        parts.append(f"PIN policy {policy.pin_policy}, touch policy {policy.touch_policy}")
+    if parts:
+        touch = policy is not None and policy.touch_policy in ("always", "cached")
+        checks.append(Check("PIV key policy", "warn" if touch else "pass", "; ".join(parts)))
+    attest = attested or pcsc.has_object(0x5FFF01, token_id(token).serial or None)
+    checks.append(
+        Check(
+            "PIV attestation",
+            "pass" if attest else "warn",
+            "attestation certificate present (slot f9)" if attest else "no attestation certificate in slot f9",
+        )
+    )
     return checks

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthenticationError, BackendError, InputError, SecretError
 from ..pkcs11_uri import Pkcs11Uri
-from ..secret import Secret, first_secret, from_env, from_file, from_terminal, from_value
+from ..secret import Secret, first_secret, from_env, from_file, from_pinentry, from_terminal, from_value
 
 if TYPE_CHECKING:
     # python-pkcs11 ships type information: its objects are typed here, imported lazily at run time
@@ -233,10 +233,16 @@ def pin_source(uris: list[Pkcs11Uri], what: str) -> Callable[[], Secret]:
         # the first URI naming a PIN (pin-value or pin-source) decides; then environment, terminal
         named = next((u for u in uris if u.pin_value is not None or u.pin_source is not None), None)
         value = named.pin_value if named else None
-        path = pin_source_path(named.pin_source) if named and value is None and named.pin_source else None
+        program = pinentry_choice([named]) if named and value is None else None
+        path = (
+            pin_source_path(named.pin_source)
+            if named and value is None and named.pin_source and program is None
+            else None
+        )
         pin = first_secret(
             from_value(value, warn=warn),
             from_file(path, what="PKCS#11 PIN"),
+            from_pinentry(program, f"PIN for {what}", what=f"the PIN for {what}"),
             from_env(PIN_ENV),
             from_terminal(f"PIN for {what}: ", what=f"the PIN for {what}", hint=PIN_HINT),
         )
@@ -244,6 +250,17 @@ def pin_source(uris: list[Pkcs11Uri], what: str) -> Callable[[], Secret]:
         return pin
 
     return get
+
+
+PINENTRY_SCHEME = "pinentry:"
+
+
+def pinentry_choice(uris: list[Pkcs11Uri]) -> str | None:
+    """``pin-source=pinentry:[PROGRAM]``: the program ("" = the default), else None."""
+    for uri in uris:
+        if uri.pin_source is not None and uri.pin_source.startswith(PINENTRY_SCHEME):
+            return uri.pin_source[len(PINENTRY_SCHEME) :]
+    return None
 
 
 def pin_source_path(value: str) -> str:
@@ -299,9 +316,17 @@ class TokenSession:
     """One session on one token; login once; re-open on demand. Not thread-safe: callers lock."""
 
     def __init__(
-        self, module: str, lib: Pkcs11Lib, token: Token, get_pin: Callable[[], Secret], *, rw: bool = False
+        self,
+        module: str,
+        lib: Pkcs11Lib,
+        token: Token,
+        get_pin: Callable[[], Secret],
+        *,
+        rw: bool = False,
+        pinentry: str | None = None,
     ) -> None:
         self.module = module
+        self.pinentry = pinentry  # pin-source=pinentry:[PROGRAM] chosen in the URI
         self.lib = lib
         self.token = token
         self.id = token_id(token)
@@ -357,10 +382,10 @@ class TokenSession:
         if self.logged_in:
             return
         flags = self.flags
-        if flags & CKF_USER_PIN_LOCKED:
-            raise AuthenticationError(
-                f"the user PIN of {self.id.describe()} is locked", hint="unblock it with the PUK or SO PIN first"
-            )
+        # ykcs11 keeps the counter it read at connect time: a card unblocked since then still says
+        # "locked"; the card itself is asked before refusing
+        if flags & CKF_USER_PIN_LOCKED and not (self.hw_slot and (self.pin_tries_left() or 0) > 0):
+            raise locked_error(self.id)
         protected = bool(flags & CKF_PROTECTED_AUTHENTICATION_PATH)
         pin = None if protected else (self._pin or self._get_pin())
         if pin is not None and not pin:
@@ -376,15 +401,9 @@ class TokenSession:
             new = self.token.open(rw=rw)  # another session of ours is logged in: the token is unlocked
         except pkcs11.PinIncorrect:
             self._pin = None
-            state = pin_state(self.flags)
-            raise AuthenticationError(
-                f"wrong PIN for {self.id.describe()}" + (f"; the token reports that {state}" if state else ""),
-                hint="it was not retried; check the PIN before trying again",
-            ) from None
+            raise self.wrong_pin_error() from None
         except pkcs11.PinLocked:
-            raise AuthenticationError(
-                f"the user PIN of {self.id.describe()} is locked", hint="unblock it with the PUK or SO PIN first"
-            ) from None
+            raise locked_error(self.id) from None
         except (pkcs11.PinExpired, pkcs11.PinInvalid, pkcs11.PinLenRange) as e:
             self._pin = None
             raise AuthenticationError(
@@ -397,6 +416,28 @@ class TokenSession:
         self._pin = pin
         self.logged_in = True
         self._wants_login = True
+
+    def wrong_pin_error(self) -> AuthenticationError:
+        """After a refused PIN: how many tries are left, from the card when the module cannot say."""
+        tries = self.pin_tries_left() if self.hw_slot else None
+        if tries == 0:
+            return locked_error(self.id, now=True)
+        if tries is not None:
+            state = f"{tries} {'try' if tries == 1 else 'tries'} left before the PIN locks"
+        else:
+            flag_state = pin_state(self.flags)
+            state = f"the token reports that {flag_state}" if flag_state else ""
+        return AuthenticationError(
+            f"wrong PIN for {self.id.describe()}" + (f"; {state}" if state else ""),
+            hint="it was not retried; check the PIN before trying again",
+        )
+
+    def pin_tries_left(self) -> int | None:
+        """The PIV PIN counter, asked of the card over PC/SC (PKCS#11 has only "low"/"final" flags)."""
+        from ..pcsc import pin_status
+
+        status = pin_status(self.id.serial or None)
+        return None if status is None else status.tries_left
 
     def reopen(self, *, reinitialize: bool = False) -> None:
         """After removal/re-insertion or a dead handle: new session, and login again from memory."""
@@ -439,6 +480,13 @@ class TokenSession:
             self.session = None
         self.logged_in = False
         self._pin = None
+
+
+def locked_error(tid: TokenId, *, now: bool = False) -> AuthenticationError:
+    return AuthenticationError(
+        f"the user PIN of {tid.describe()} is {'now ' if now else ''}locked",
+        hint="unblock it with the PUK: ykman piv access unblock-pin, or yubico-piv-tool -a unblock-pin",
+    )
 
 
 def _close_quietly(session: Session | None, *, logout: bool) -> None:

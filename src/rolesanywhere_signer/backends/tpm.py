@@ -447,21 +447,14 @@ def open_key(opts: IdentityOptions) -> TpmKey:
 
 def load(opts: IdentityOptions) -> TpmSigner:
     """Certificate checks first (no TPM needed), then the key; they must belong together."""
-    from ..certs import (
-        chain_from_pool,
-        check_chain,
-        check_key_matches,
-        check_leaf,
-        load_certificate_file,
-        load_intermediates,
-    )
+    from ..certs import check_chain, check_key_matches, check_leaf, choose_chain, load_certificate_file
 
     if not opts.certificate:
         raise UsageError("--certificate is required", hint="see --help")
     certs = load_certificate_file(opts.certificate)
     leaf = certs[0]
     check_leaf(leaf)
-    chain = load_intermediates(opts.intermediates) if opts.intermediates else chain_from_pool(leaf, certs[1:])
+    chain = choose_chain(leaf, certs[1:], opts.intermediates)
     check_chain(leaf, chain)
     ref = key_ref(opts)
     key = TpmKey(resolve(opts.tcti), ref)

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ..cliargs import debug_parent, identity_parent, request_parent
+from ..enroll.cliargs import renewal_parent
 
 DEFAULT_PORT = 9911
 
@@ -13,7 +14,7 @@ DEFAULT_PORT = 9911
 def register(sub: Any, name: str) -> None:
     p = sub.add_parser(
         name,
-        parents=[identity_parent(), request_parent(), debug_parent()],
+        parents=[identity_parent(), request_parent(), renewal_parent(long_running=True), debug_parent()],
         help="serve credentials like the EC2 instance metadata service (IMDSv2)",
         description="Obtain credentials, keep them fresh in the background, and serve them over IMDSv2 "
         "(AWS_EC2_METADATA_SERVICE_ENDPOINT) and a container credentials endpoint.",
@@ -87,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..arn import validate_request
     from ..cliargs import identity_from_args, request_from_args
+    from ..enroll.cliargs import renew_options_from_args
+    from ..enroll.install import repair_interrupted_switch
+    from ..enroll.schedule import start_for as start_renewal
     from ..errors import UsageError
     from ..files import write_private_file
     from ..hardening import harden_process, wipe
@@ -99,9 +103,12 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.hop_limit <= 255:
         raise UsageError(f"--hop-limit {args.hop_limit} is out of range", hint="use 1..255")
     binds = check_binds(args.bind, args.allow_remote)
+    renewal = renew_options_from_args(args)
     identity = identity_from_args(args)
     request = request_from_args(args)
     validate_request(request)
+    if renewal is not None:
+        repair_interrupted_switch(identity)
     harden_process()  # before any secret (PIN, key, token, credentials) is in memory
     # a bytearray, overwritten on the way out: the one copy of the token this code controls
     token = bytearray(new_container_token().encode()) if args.container_token_file else None
@@ -118,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     # would: until the full handlers are in, it just asks for a reload
     signal.signal(signal.SIGHUP, lambda signum, frame: refresher.post_signal("reload"))
     server = CredentialServer(refresher, config)
+    renewing = None
     try:
         server.bind()  # a busy port fails now, before any PIN prompt or CreateSession
         if token is not None:
@@ -127,12 +135,15 @@ def run(args: argparse.Namespace) -> int:
         handle_signals(refresher)
         server.start()
         refresher.start()
+        renewing = start_renewal(renewal, identity, request, refresher, timeout=args.timeout)
         log.info("serving credentials on %s port %d", " and ".join(server.addresses), server.port)
         while not refresher.stopping:  # the refresher's loop acts on signals and wakes us
             time.sleep(0.2)
             refresher.take_signals()  # in case its thread is busy in a long CreateSession
         log.info("shutting down")
     finally:
+        if renewing is not None:
+            renewing.stop()
         server.close()
         refresher.close()
         wipe(token)

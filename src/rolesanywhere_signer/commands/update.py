@@ -6,12 +6,13 @@ import argparse
 from typing import Any
 
 from ..cliargs import debug_parent, identity_parent, request_parent
+from ..enroll.cliargs import renewal_parent
 
 
 def register(sub: Any, name: str) -> None:
     p = sub.add_parser(
         name,
-        parents=[identity_parent(), request_parent(), debug_parent()],
+        parents=[identity_parent(), request_parent(), renewal_parent(long_running=True), debug_parent()],
         help="write temporary credentials into the AWS shared credentials file and keep them fresh",
         description="Write credentials into AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/credentials), changing "
         "only the three credential keys of --profile, and refresh them ahead of expiry.",
@@ -36,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from ..credentials import Credentials
     from ..credfile import LOCK_TIMEOUT, check_profile_name, credentials_path
     from ..credfile import write_credentials as write_file
+    from ..enroll.cliargs import renew_options_from_args
+    from ..enroll.install import repair_interrupted_switch
+    from ..enroll.schedule import start_for as start_renewal
     from ..errors import SignerError
     from ..files import Owner, locked, prepare_target
     from ..hardening import harden_process
@@ -43,9 +47,12 @@ def run(args: argparse.Namespace) -> int:
 
     log = logging.getLogger("rolesanywhere_signer.update")
     profile = check_profile_name(args.profile)
+    renewal = renew_options_from_args(args)
     identity = identity_from_args(args)
     request = request_from_args(args)
     validate_request(request)
+    if renewal is not None:
+        repair_interrupted_switch(identity)
     owner = Owner.named(args.as_user) if args.as_user else Owner.me()
     path = credentials_path(home=owner.home if args.as_user else None)
     # an unusable or untrusted path fails before any PIN prompt, and before the lock file appears
@@ -61,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     # a SIGHUP (a renewal hook) during start-up must not kill the process, as its default action
     # would: until the full handlers are in, it just asks for a reload
     signal.signal(signal.SIGHUP, lambda signum, frame: refresher.post_signal("reload"))
+    renewing = None
     try:
         # the first CreateSession must work: bad settings end here, said once by main()
         creds = refresher.refresh(log_failure=False)
@@ -68,8 +76,14 @@ def run(args: argparse.Namespace) -> int:
         written = refresher.generation
         log.info("wrote profile %s in %s, valid until %s", profile, written_path, creds.expiration_text())
         if args.once:
+            if renewal is not None:  # one renewal check, as `renew` would do it
+                from ..enroll.renew import Renewer
+
+                result = Renewer(identity, request, renewal, timeout=args.timeout, credentials=refresher.get).renew()
+                log.info("%s", result.message)
             return 0
         handle_signals(refresher)
+        renewing = start_renewal(renewal, identity, request, refresher, timeout=args.timeout)
         while not refresher.stopping:
             # tick() compares wall-clock expiry, so a suspend/resume is caught on the next wake-up
             delay = refresher.tick()
@@ -85,5 +99,7 @@ def run(args: argparse.Namespace) -> int:
                         delay = min(delay, 10.0)
             refresher.sleep(max(0.05, min(delay, MAX_SLEEP)))
     finally:
+        if renewing is not None:
+            renewing.stop()
         refresher.close()
     return 0
