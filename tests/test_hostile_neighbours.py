@@ -778,3 +778,18 @@ def test_resolve_strict_walks_dotdot_physically(tmp_path: Path, monkeypatch: pyt
     assert resolved == str(tmp_path / "deep" / "credentials") and missing == []
     resolved, missing = files.resolve_strict("new/dir/credentials", files.Owner.me(), why="test")
     assert resolved == str(tmp_path / "top" / "new" / "dir" / "credentials") and missing == ["new", "dir"]
+
+
+def test_certificate_install_into_another_users_directory_is_refused(pki: PKI, arena: Path) -> None:
+    """Renewal installs (issue 17) pass the same StrictModes check: nobody's directory is refused."""
+    from rolesanywhere_signer.enroll.install import install_certificate
+
+    d = nobody_mkdir(arena / "nobody-pki")
+    old = pki.leaf()
+    cert = d / "host.crt"
+    cert.write_bytes(old.pem)
+    os.chown(cert, NOBODY, NOBODY)
+    before = snapshot(d)
+    with pytest.raises(InputError, match="belongs to nobody"):
+        install_certificate(str(cert), None, pki.leaf().cert, [])
+    assert snapshot(d) == before
