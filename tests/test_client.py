@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rolesanywhere_signer.arn import resolve_endpoint
 from rolesanywhere_signer.backends.pem import PemSigner
 from rolesanywhere_signer.client import create_session
 from rolesanywhere_signer.endpoint_server import EndpointState, ReceivedRequest, Refusal, verify_request
+from rolesanywhere_signer.endpoints import partition_for, resolve_endpoint
 from rolesanywhere_signer.errors import EndpointError, ServiceError
 from rolesanywhere_signer.options import RequestOptions
 from rolesanywhere_signer.retry import RetryPolicy
@@ -150,5 +150,5 @@ def test_expired_credentials_in_answer_are_refused(pki: PKI) -> None:
     ],
 )
 def test_endpoint_resolution(partition: str, region: str, env: dict[str, str], expected: str) -> None:
-    opts = RequestOptions(TRUST_ANCHOR_ARN, PROFILE_ARN, ROLE_ARN)
-    assert resolve_endpoint(opts, region, partition, env) == expected
+    assert partition_for(region).name == partition
+    assert resolve_endpoint(region, env={**env, "AWS_CONFIG_FILE": "/nonexistent"}) == expected

@@ -35,7 +35,8 @@ def assert_credentials(stdout: str) -> dict[str, object]:
     assert doc["Version"] == 1
     assert str(doc["AccessKeyId"]).startswith("ASIA")
     assert EXPIRATION.match(str(doc["Expiration"]))
-    assert stdout.count("\n") == 1  # exactly one JSON document, nothing else on stdout
+    # exactly one compact JSON document and nothing else, no newline: byte for byte as aws_signing_helper
+    assert stdout == json.dumps(doc, separators=(",", ":"))
     return doc
 
 
@@ -264,20 +265,23 @@ def test_4xx_is_not_retried(pki: PKI) -> None:
         assert ep.state.requests_seen == 1
 
 
-def test_sign_string_formats_verify(pki: PKI) -> None:
+def test_sign_string_stdin_formats_verify(pki: PKI) -> None:
+    """``--stdin`` (ours) signs standard input; the formats are the reference's."""
     for kt in ("ec-p256", "rsa2048"):
         leaf = pki.leaf(kt)
         cert, key = pki.leaf_files(f"ss-{kt}", leaf)
         for digest in ("SHA256", "SHA384", "SHA512"):
             proc = run_cli(
-                ["sign-string", "--certificate", cert, "--private-key", key, "--digest", digest], input=b"hello world"
+                ["sign-string", "--stdin", "--certificate", cert, "--private-key", key, "--digest", digest],
+                input=b"hello world",
             )
             assert proc.returncode == 0, proc.stderr
-            sig = bytes.fromhex(proc.stdout.strip())
+            sig = bytes.fromhex(json.loads(proc.stdout))
             assert verify_signature(leaf.cert.public_key(), sig, b"hello world", digest.lower())  # type: ignore[arg-type]
-        proc = run_cli(["sign-string", "--certificate", cert, "--private-key", key, "--format", "json"], input=b"x")
-        sig = base64.b64decode(json.loads(proc.stdout))
-        assert verify_signature(leaf.cert.public_key(), sig, b"x")
+        proc = run_cli(
+            ["sign-string", "--stdin", "--certificate", cert, "--private-key", key, "--format", "text"], input=b"x"
+        )
+        assert verify_signature(leaf.cert.public_key(), bytes.fromhex(proc.stdout), b"x")
 
 
 def test_read_certificate_data_and_version(pki: PKI) -> None:
@@ -287,6 +291,6 @@ def test_read_certificate_data_and_version(pki: PKI) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["keyType"] == "RSA" and doc["serialNumber"] == "987654321"
-    assert base64.b64decode(doc["certificate"]) == leaf.der
+    assert base64.b64decode(doc["certificateData"]) == leaf.der
     proc = run_cli(["version"])
     assert proc.returncode == 0 and re.match(r"^\d+\.\d+\.\d+", proc.stdout)

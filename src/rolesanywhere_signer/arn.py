@@ -1,19 +1,17 @@
-"""ARN parsing and endpoint resolution for Roles Anywhere requests."""
+"""ARN parsing and request validation for Roles Anywhere requests (endpoints: endpoints.py)."""
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from .errors import InputError, UsageError
 from .options import MAX_DURATION, MIN_DURATION, RequestOptions
 from .protocol import SessionRequest
 from .records import Record
 
-REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+REGION_PATTERN = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d+$")  # eusc-de-east-1 has four letters
 SESSION_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)  # AWS allows ASCII only
-_PARTITION_DOMAINS = {"aws": "amazonaws.com", "aws-cn": "amazonaws.com.cn", "aws-us-gov": "amazonaws.com"}
 
 
 class Arn(Record):
@@ -114,35 +112,3 @@ def validate_request(opts: RequestOptions | ValidRequest) -> ValidRequest:
         role_session_name=opts.role_session_name,
     )
     return ValidRequest(opts, req, region, anchor)
-
-
-def resolve_endpoint(opts: RequestOptions, region: str, partition: str, env: Mapping[str, str] | None = None) -> str:
-    """``--endpoint``, else ``AWS_ENDPOINT_URL_ROLESANYWHERE``, ``AWS_ENDPOINT_URL``, else the default."""
-    env = os.environ if env is None else env
-    explicit = opts.endpoint or env.get("AWS_ENDPOINT_URL_ROLESANYWHERE") or env.get("AWS_ENDPOINT_URL")
-    if explicit:
-        return check_endpoint_url(explicit)
-    domain = _PARTITION_DOMAINS.get(partition, "amazonaws.com")
-    fips = env.get("AWS_USE_FIPS_ENDPOINT", "").lower() == "true"
-    return f"https://rolesanywhere{'-fips' if fips else ''}.{region}.{domain}"
-
-
-def check_endpoint_url(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    if "://" not in url:
-        # the reference helper accepts a bare host name and assumes https
-        url = "https://" + url
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise UsageError(f"endpoint {url!r} is not a valid URL") from None
-    if parts.scheme not in ("http", "https"):
-        raise UsageError(f"endpoint {url!r} has scheme {parts.scheme!r}", hint="use http:// or https://")
-    if not parts.hostname:
-        raise UsageError(f"endpoint {url!r} has no host name")
-    if parts.query or parts.fragment:
-        raise UsageError(f"endpoint {url!r} must not carry a query or fragment")
-    del port
-    return url.rstrip("/")

@@ -67,14 +67,18 @@ def cache_dir(env: Mapping[str, str] | None = None) -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "rolesanywhere-signer")
 
 
-def _file_part(value: str, *, with_bytes: bool) -> str:
+def _file_part(value: str, *, with_bytes: bool, env: Mapping[str, str] | None = None) -> str:
     """Text for one identity input: URIs and handles as they are, files by content or by path.
 
     The key file is never opened on a hit: its path is enough, because a new key always comes
-    with a new certificate, whose bytes are part of the cache key.
+    with a new certificate, whose bytes are part of the cache key. ``env:NAME`` inputs count by
+    their value's hash (another certificate in the variable is another identity).
     """
     if value.startswith("pkcs11:") or value.lower().startswith("handle:"):
         return value
+    if value.startswith("env:"):
+        text = (os.environ if env is None else env).get(value[4:], "")
+        return value + ":sha256:" + str(sha256(text.encode("utf-8", "surrogateescape")).hexdigest())
     if not with_bytes:
         return os.path.abspath(value)
     data = _read_regular(value, 4 * 1024 * 1024)
@@ -105,7 +109,7 @@ def _read_regular(path: str, limit: int, *, nofollow: bool = False) -> bytes | N
 def _key(v: Mapping[str, object], env: Mapping[str, str]) -> str:
     def part(name: str, with_bytes: bool) -> str | None:
         value = v.get(name)
-        return _file_part(value, with_bytes=with_bytes) if isinstance(value, str) and value else None
+        return _file_part(value, with_bytes=with_bytes, env=env) if isinstance(value, str) and value else None
 
     parts = {
         "format": FORMAT,
@@ -125,6 +129,8 @@ def _key(v: Mapping[str, object], env: Mapping[str, str]) -> str:
         or env.get("AWS_ENDPOINT_URL_ROLESANYWHERE")
         or env.get("AWS_ENDPOINT_URL")
         or env.get("AWS_USE_FIPS_ENDPOINT"),
+        # what else picks the endpoint (endpoints.py): dual-stack, and the config file's profile
+        "endpoint_switches": [env.get(k) for k in ("AWS_USE_DUALSTACK_ENDPOINT", "AWS_PROFILE", "AWS_CONFIG_FILE")],
         "verify": v.get("verify", True),
     }
     return str(sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest())
@@ -293,7 +299,7 @@ def fast_hit(argv: Sequence[str], env: Mapping[str, str] | None = None, now: flo
 
         now = time.time()
     entry = read_entry(cache_path(key, env), key, cache_margin(duration), now)
-    return json.dumps(entry) if entry is not None else None
+    return json.dumps(entry, separators=(",", ":")) if entry is not None else None
 
 
 # ---- the full path -------------------------------------------------------------------------------
@@ -325,12 +331,16 @@ def cached_credential_process(identity: IdentityOptions, request: RequestOptions
     from .errors import SignerError
     from .files import LockBusy, locked, prepare_target
 
+    if "-" in (identity.certificate, identity.private_key, identity.intermediates):
+        # what standard input holds cannot be known without reading it: no cache for it
+        _log().info("not using the credential cache: the identity is read from standard input")
+        return fetch_credentials(identity, request, timeout=timeout).to_process_json()
     key = cache_key(identity, request)
     path = cache_path(key)
     margin = cache_margin(request.session_duration)
     entry = read_entry(path, key, margin, time.time())
     if entry is not None:
-        return json.dumps(entry)
+        return json.dumps(entry, separators=(",", ":"))
     directory = os.path.dirname(path)
     try:
         target = prepare_target(path, "credential cache file", follow=False)
@@ -348,7 +358,7 @@ def cached_credential_process(identity: IdentityOptions, request: RequestOptions
             # two `aws` commands at once: the second waits, then reads what the first stored (one PIN/touch)
             entry = read_entry(path, key, margin, time.time())
             if entry is not None:
-                return json.dumps(entry)
+                return json.dumps(entry, separators=(",", ":"))
             if os.path.lexists(path):
                 _log().info("replacing a stale, damaged or foreign cache file %s", path)
             creds = fetch_credentials(identity, request, timeout=timeout)

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from .errors import CertificateError, InputError, KeyMismatchError
-from .files import read_input_file
+from .inputs import label, read_input
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -59,11 +59,20 @@ def parse_certificates(data: bytes, source: str, what: str = "certificate") -> l
 
 
 def load_certificate_file(path: str) -> list[x509.Certificate]:
-    return parse_certificates(read_input_file(path, "certificate file"), path)
+    """Certificates from a file path, ``env:NAME`` or ``-`` (standard input)."""
+    return parse_certificates(read_input(path, "certificate", flag="--certificate"), label(path))
 
 
 def load_intermediates(path: str) -> list[x509.Certificate]:
-    certs = parse_certificates(read_input_file(path, "intermediates file"), path, "intermediates")
+    if path == "-":
+        from .errors import UsageError
+
+        raise UsageError(
+            "--intermediates cannot be read from standard input",
+            hint="put the chain after the certificate in the bundle on stdin, or use env:NAME",
+        )
+    data = read_input(path, "intermediates", flag="--intermediates")
+    certs = parse_certificates(data, label(path), "intermediates")
     return certs
 
 

@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception:  # noqa: BLE001 - the full path below reports any real problem properly
             text = None
         if text is not None:
-            sys.stdout.write(text + "\n")
+            sys.stdout.write(text)  # as the full path prints it: no newline, like the reference
             sys.stdout.flush()
             return 0
     debug = "--debug" in args_list

@@ -54,18 +54,28 @@ def debug_parent() -> argparse.ArgumentParser:
 def identity_parent(*, certificate_required: bool = False) -> argparse.ArgumentParser:
     p = Parser(add_help=False)
     g = p.add_argument_group("identity (certificate and key)")
-    g.add_argument("--certificate", metavar="PATH|URI", help="certificate file (PEM, DER, PKCS#12) or pkcs11: URI")
+    g.add_argument(
+        "--certificate",
+        metavar="PATH|URI",
+        help="certificate file (PEM, DER, PKCS#12), pkcs11: URI, env:NAME (PEM in a variable) or - (stdin)",
+    )
     g.add_argument(
         "--private-key",
         metavar="PATH|URI",
-        help="key file (PEM/DER), TSS2 key file, handle:0x81…, or pkcs11: URI",
+        help="key file (PEM/DER), TSS2 key file, handle:0x81…, pkcs11: URI, env:NAME or - (stdin)",
     )
-    g.add_argument("--intermediates", metavar="PATH", help="PEM bundle of intermediate certificates, nearest first")
+    g.add_argument(
+        "--intermediates",
+        metavar="PATH",
+        help="PEM bundle of intermediate certificates, nearest first (a file or env:NAME)",
+    )
     g.add_argument(
         "--pkcs8-password",
+        "--pkcs12-password",
+        dest="pkcs8_password",
         metavar="PASSWORD",
-        help="password of an encrypted PKCS#8 key or PKCS#12 bundle (visible to other users; "
-        "prefer ROLESANYWHERE_SIGNER_PKCS8_PASSWORD or the prompt) [ours]",
+        help="password of an encrypted PKCS#8 key or PKCS#12 bundle (visible to other users; prefer "
+        "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD, ROLESANYWHERE_SIGNER_PKCS12_PASSWORD or the prompt)",
     )
     g.add_argument("--pkcs11-uri", metavar="URI", help="one pkcs11: URI for certificate and key [ours]")
     g.add_argument("--pkcs11-lib", metavar="PATH", help="PKCS#11 module to load")
@@ -93,7 +103,58 @@ def identity_parent(*, certificate_required: bool = False) -> argparse.ArgumentP
 STORE_FLAGS = ("--cert-selector", "--system-store-name", "--use-latest-expiring-certificate")
 
 
-def _refuse_store_flags(args: argparse.Namespace) -> None:
+#: aws_signing_helper's mutually exclusive flag pairs (cobra MarkFlagsMutuallyExclusive), per command
+_CREDENTIALS_EXCLUSIVE = (
+    ("certificate", "cert-selector"),
+    ("certificate", "system-store-name"),
+    ("private-key", "cert-selector"),
+    ("private-key", "system-store-name"),
+    ("private-key", "use-latest-expiring-certificate"),
+    ("use-latest-expiring-certificate", "intermediates"),
+    ("use-latest-expiring-certificate", "reuse-pin"),
+    ("cert-selector", "intermediates"),
+    ("cert-selector", "reuse-pin"),
+    ("system-store-name", "reuse-pin"),
+    ("tpm-key-password", "cert-selector"),
+    ("tpm-key-password", "reuse-pin"),
+    ("no-tpm-key-password", "cert-selector"),
+    ("no-tpm-key-password", "tpm-key-password"),
+    ("pkcs8-password", "tpm-key-password"),
+)
+REFERENCE_EXCLUSIVE: dict[str, tuple[tuple[str, str], ...]] = {
+    "credential-process": _CREDENTIALS_EXCLUSIVE,
+    "serve": _CREDENTIALS_EXCLUSIVE,
+    "update": _CREDENTIALS_EXCLUSIVE,
+    "sign-string": (
+        *(p for p in _CREDENTIALS_EXCLUSIVE if "intermediates" not in p),
+        ("no-tpm-key-password", "reuse-pin"),
+    ),
+    "read-certificate-data": (("certificate", "cert-selector"), ("certificate", "system-store-name")),
+}
+#: pairs of our own flags that contradict each other, for every command that has them
+OUR_EXCLUSIVE = (
+    ("tpm-key-password-file", "tpm-key-password"),
+    ("tpm-key-password-file", "no-tpm-key-password"),
+    ("pkcs8-password", "tpm-key-password-file"),
+)
+
+
+def _given(args: argparse.Namespace, flag: str) -> bool:
+    value = getattr(args, flag.replace("-", "_"), None)
+    return value is not None and value is not False
+
+
+def check_exclusive(args: argparse.Namespace) -> None:
+    """Refuse the flag pairs the reference refuses (and ours that contradict), naming both flags."""
+    from .errors import UsageError
+
+    pairs = REFERENCE_EXCLUSIVE.get(getattr(args, "command", None) or "", ()) + OUR_EXCLUSIVE
+    for a, b in pairs:
+        if _given(args, a) and _given(args, b):
+            raise UsageError(f"--{a} and --{b} cannot be used together", hint="give one of them")
+
+
+def refuse_store_flags(args: argparse.Namespace) -> None:
     from .errors import NotSupportedError
 
     for flag in STORE_FLAGS:
@@ -153,7 +214,10 @@ def _warn_argv_secret(flag: str, safer: str) -> None:
 
 
 def identity_from_args(args: argparse.Namespace) -> IdentityOptions:
-    _refuse_store_flags(args)
+    # a store flag is refused with its reason first: "cannot be used together" would send the user
+    # on to a flag that cannot work on Linux either
+    refuse_store_flags(args)
+    check_exclusive(args)
     pkcs8 = getattr(args, "pkcs8_password", None)
     if pkcs8 is not None:
         _warn_argv_secret("--pkcs8-password", "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD or the terminal prompt")

@@ -7,8 +7,9 @@ import random
 from collections.abc import Callable
 from datetime import datetime
 
-from .arn import ValidRequest, resolve_endpoint, validate_request
+from .arn import ValidRequest, validate_request
 from .credentials import Credentials, parse_create_session
+from .endpoints import resolve_endpoint
 from .errors import EndpointError, ServiceError
 from .logs import get_logger
 from .options import RequestOptions
@@ -62,7 +63,7 @@ def create_session(
     """Get temporary credentials. Retries 5xx, 429 and connection failures; never 4xx."""
     valid = validate_request(opts)
     request, region, options = valid.session, valid.region, valid.options
-    endpoint = resolve_endpoint(options, region, valid.anchor.partition)
+    endpoint = resolve_endpoint(region, endpoint=options.endpoint)
     identity = identity_of(signer)
     policy = retry or RetryPolicy()
     own_transport = transport is None

@@ -60,7 +60,8 @@ class Credentials(Record):
         }
 
     def to_process_json(self) -> str:
-        return json.dumps(self.to_process_dict())
+        # compact, as aws_signing_helper prints it (Go's json.Marshal)
+        return json.dumps(self.to_process_dict(), separators=(",", ":"))
 
     @classmethod
     def from_process_dict(cls, doc: dict[str, Any]) -> Credentials:

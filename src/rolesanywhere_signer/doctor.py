@@ -99,10 +99,11 @@ def _cert_from_store(identity: IdentityOptions) -> bool:
         return backend_for(identity).certificate_in_store and not identity.private_key
     if cert.startswith("pkcs11:"):
         return True
-    from .files import read_head
+    from .inputs import read_input
 
-    head = read_head(cert, 4096)
-    if head is None:
+    try:
+        head = read_input(cert, "certificate", flag="--certificate")[:4096]  # a file, env:NAME or -
+    except SignerError:
         return False  # the file checks report why
     from .backends.pem import looks_like_pkcs12
     from .certs import pem_labels
@@ -228,10 +229,13 @@ def key_checks(identity: IdentityOptions, found: _Found) -> list[Check]:
         key_public = public
     else:
         if backend_for(identity).key_in_certificate_file and not identity.private_key:
-            from .files import read_head
+            from .inputs import read_input
 
-            head = read_head(identity.certificate or "", 1 << 20)
-            combo = head is not None and any(lb.endswith("PRIVATE KEY") for lb in pem_labels(head))
+            try:
+                data = read_input(identity.certificate or "", "certificate", flag="--certificate")
+                combo = any(lb.endswith("PRIVATE KEY") for lb in pem_labels(data))
+            except SignerError:
+                combo = False
             if not combo:
                 return [Check(name, "fail", "no --private-key given, and the certificate file holds no key")]
         try:
@@ -417,18 +421,10 @@ def backend_checks(identity: IdentityOptions) -> list[Check]:
 
 
 def _endpoint_url(opts: DoctorOptions, found: _Found) -> str:
-    from .arn import check_endpoint_url, resolve_endpoint
-    from .errors import UsageError
-    from .options import RequestOptions
+    from .endpoints import resolve_endpoint
 
-    explicit = opts.endpoint or os.environ.get("AWS_ENDPOINT_URL_ROLESANYWHERE") or os.environ.get("AWS_ENDPOINT_URL")
-    if explicit:
-        return check_endpoint_url(explicit)
     region = opts.region or (found.anchor.region if found.anchor else None)
-    if not region:
-        raise UsageError("cannot tell which endpoint to check: pass --trust-anchor-arn, --region or --endpoint")
-    partition = found.anchor.partition if found.anchor else "aws"
-    return resolve_endpoint(RequestOptions("", "", "", region=region), region, partition)
+    return resolve_endpoint(region, endpoint=opts.endpoint)
 
 
 def endpoint_checks(opts: DoctorOptions, found: _Found, clock: Clock) -> list[Check]:

@@ -36,6 +36,15 @@ class UsageError(SignerError):
     exit_code = 2
 
 
+class NoCertificateError(SignerError):
+    """A key was named but no certificate for it: commands that can work with the key alone
+    (``sign-string``) catch this; the others report it (a usage error unless ``exit_code`` says)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: int = 2) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code
+
+
 class InputError(SignerError):
     """A file, value or setting given by the user is unusable."""
 

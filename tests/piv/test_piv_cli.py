@@ -73,7 +73,8 @@ def test_sign_string(piv: VirtualPiv, module: str, pki: PKI, pin_file: Path) -> 
     leaf = pki.leaf("ec-p384", cn="piv sign-string")
     provision(piv, 0x9A, leaf)
     piv.insert()
-    proc = run_cli(["sign-string", "--pkcs11-uri", _uri("01", pin_file), "--pkcs11-lib", module], input=b"hello card")
+    args = ["sign-string", "--stdin", "--format", "text", "--pkcs11-uri", _uri("01", pin_file), "--pkcs11-lib", module]
+    proc = run_cli(args, input=b"hello card")  # --stdin: sign these bytes, not the reference's fixed message
     assert proc.returncode == 0, proc.stderr
     sig = bytes.fromhex(proc.stdout.strip())
     assert verify_signature(leaf.cert.public_key(), sig, b"hello card", "sha256")

@@ -233,7 +233,8 @@ def test_yubikey_attestation_certificate_under_same_id(hsm: SoftHSM, pki: PKI, e
         )
     )
     listed = run_cli(
-        ["read-certificate-data", "--pkcs11-uri", "pkcs11:token=tok;id=%01", "--pkcs11-lib", MODULE], env=hsm.env
+        ["read-certificate-data", "--json", "--pkcs11-uri", "pkcs11:token=tok;id=%01", "--pkcs11-lib", MODULE],
+        env=hsm.env,
     )
     assert listed.returncode == 0, listed.stderr
     entries = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -250,12 +251,13 @@ def test_read_certificate_data_lists_copyable_uris(hsm: SoftHSM, pki: PKI, endpo
     a, b = pki.leaf("ec-p256", cn="first"), pki.leaf("rsa2048", cn="second")
     hsm.add_identity("tok", a, "a", "01")
     hsm.add_identity("tok", b, "b", "02")
-    proc = run_cli(["read-certificate-data", "--certificate", "pkcs11:token=tok", "--pkcs11-lib", MODULE], env=hsm.env)
+    args = ["read-certificate-data", "--json", "--certificate", "pkcs11:token=tok", "--pkcs11-lib", MODULE]
+    proc = run_cli(args, env=hsm.env)
     assert proc.returncode == 0, proc.stderr
     entries = {e["label"]: e for e in map(json.loads, proc.stdout.splitlines())}
     assert set(entries) == {"a", "b"}
     assert entries["a"]["id"] == "01" and entries["a"]["keyType"] == "EC" and entries["b"]["keyType"] == "RSA"
-    for key in ("uri", "subject", "notAfter", "serialNumber", "certificate"):
+    for key in ("uri", "subject", "notAfter", "serialNumber", "certificateData"):
         assert entries["b"][key]
     # the listed URI finds exactly that certificate (and its key) again
     uri = f"{entries['b']['uri']}?pin-source=file:{hsm.pin_file}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from ..errors import UsageError
+from ..errors import SignerError, UsageError
 from ..options import IdentityOptions
 from ..records import Record
 
@@ -131,14 +131,30 @@ def _claims_pkcs11(opts: IdentityOptions) -> bool:
 
 
 def _claims_tpm(opts: IdentityOptions) -> bool:
-    from ..tss2 import is_tpm_handle, is_tss2_file
+    from ..tss2 import is_tpm_handle
 
     key = opts.private_key
-    return key is not None and key != "" and (is_tpm_handle(key) or is_tss2_file(key))
+    if key and is_tpm_handle(key):
+        return True
+    # a TSS2 key file, or a TSS2 key and its certificate in one file given as --certificate alone
+    source = key or opts.certificate
+    return bool(source) and _holds_tss2(source or "")
 
 
 def _claims_any(opts: IdentityOptions) -> bool:
     return True  # key files: whatever no other backend claimed; the file's own checks say what is wrong
+
+
+def _holds_tss2(source: str) -> bool:
+    from ..inputs import is_inline, read_input
+    from ..tss2 import is_tss2_file
+
+    if is_inline(source):  # env:NAME or - (standard input, read once and kept)
+        try:
+            return b"-----BEGIN TSS2 PRIVATE KEY-----" in read_input(source, "key")
+        except SignerError:
+            return False  # the backend reads it again and reports the precise error
+    return is_tss2_file(source)
 
 
 def _pkcs11() -> ModuleType:

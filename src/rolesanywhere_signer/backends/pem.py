@@ -16,7 +16,8 @@ from ..certs import (
     pem_labels,
 )
 from ..errors import InputError, NotSupportedError, SecretError
-from ..files import read_input_file, warn_if_exposed
+from ..files import warn_if_exposed
+from ..inputs import is_inline, label, read_input
 from ..keytypes import DigestName, KeyType, key_type_of
 from ..options import IdentityOptions
 from ..secret import Secret, first_secret, from_env, from_terminal, from_value
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from ..checks import Check
 
 PASSWORD_ENV = "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD"
+#: a PKCS#12 bundle's own variable (CI systems keep the bundle and its password side by side);
+#: the PKCS#8 one is honoured for bundles too
+PKCS12_PASSWORD_ENV = "ROLESANYWHERE_SIGNER_PKCS12_PASSWORD"
 _PASSWORD_HINT = f"pass --pkcs8-password, set {PASSWORD_ENV}, or run it from a terminal"
 
 
@@ -154,10 +158,11 @@ def _load_pkcs12(data: bytes, source: str, opts: IdentityOptions) -> tuple[Priva
     from cryptography.hazmat.primitives.serialization import pkcs12
 
     tries: list[bytes | None] = [None, b""]
+    env_password = os.environ.get(PKCS12_PASSWORD_ENV) or os.environ.get(PASSWORD_ENV)
     if opts.pkcs8_password is not None:
         tries = [opts.pkcs8_password.encode()]
-    elif os.environ.get(PASSWORD_ENV):
-        tries = [os.environ[PASSWORD_ENV].encode()]
+    elif env_password:
+        tries = [env_password.encode()]
     for pw in tries:
         try:
             bundle = pkcs12.load_pkcs12(data, pw)
@@ -165,7 +170,7 @@ def _load_pkcs12(data: bytes, source: str, opts: IdentityOptions) -> tuple[Priva
         except ValueError:
             continue
     else:
-        if opts.pkcs8_password is not None or os.environ.get(PASSWORD_ENV):
+        if opts.pkcs8_password is not None or env_password:
             raise SecretError(f"wrong password for PKCS#12 bundle {source} (or the file is damaged)")
         pw_secret = _password(opts, f"PKCS#12 bundle {source}")
         try:
@@ -214,7 +219,8 @@ def open_key(opts: IdentityOptions) -> PemKey:
         from ..errors import UsageError
 
         raise UsageError("--private-key is required", hint="see --help")
-    data = read_input_file(source, "private key file", secret=True)
+    data = read_input(source, "private key", flag="--private-key" if opts.private_key else "--certificate", secret=True)
+    source = label(source)
     if not pem_labels(data) and looks_like_pkcs12(data):
         key, _ = _load_pkcs12(data, source, opts)
         _check_key_type(key, source)
@@ -224,16 +230,21 @@ def open_key(opts: IdentityOptions) -> PemKey:
 
 
 def load(opts: IdentityOptions) -> PemSigner:
-    if not opts.certificate:
-        from ..errors import UsageError
+    # --private-key - (or env:NAME) alone names one bundle holding the certificate and the key
+    cert_source = opts.certificate or (opts.private_key if is_inline(opts.private_key) else None)
+    if not cert_source:
+        from ..errors import NoCertificateError
 
-        raise UsageError("--certificate is required", hint="see --help")
-    cert_path = opts.certificate
-    cert_data = read_input_file(cert_path, "certificate file")
+        raise NoCertificateError("--certificate is required", hint="see --help")
+    cert_flag = "--certificate" if opts.certificate else "--private-key"
+    cert_data = read_input(cert_source, "certificate", flag=cert_flag)
+    cert_path = label(cert_source)
+    # "--certificate - --private-key -" (or the same env:NAME twice) is one bundle, read once
+    separate_key = bool(opts.private_key) and not (opts.private_key == cert_source and is_inline(cert_source))
     extra: list[x509.Certificate] = []
     key: PrivateKeyTypes
     if not pem_labels(cert_data) and looks_like_pkcs12(cert_data):
-        if opts.private_key:
+        if separate_key:
             raise InputError(f"{cert_path} is a PKCS#12 bundle; it carries its own key, so drop --private-key")
         warn_if_exposed(cert_path, "PKCS#12 bundle")  # it carries the key
         key, certs = _load_pkcs12(cert_data, cert_path, opts)
@@ -243,9 +254,10 @@ def load(opts: IdentityOptions) -> PemSigner:
     else:
         certs = parse_certificates(cert_data, cert_path)
         leaf, extra = certs[0], certs[1:]
-        if opts.private_key:
-            key_source = opts.private_key
-            key = parse_private_key(read_input_file(key_source, "private key file", secret=True), key_source, opts)
+        if separate_key and opts.private_key:
+            key_source = label(opts.private_key)
+            key_data = read_input(opts.private_key, "private key", flag="--private-key", secret=True)
+            key = parse_private_key(key_data, key_source, opts)
         elif any(lb.endswith("PRIVATE KEY") for lb in pem_labels(cert_data)):
             key_source = cert_path  # a combo file: key and certificate together
             warn_if_exposed(cert_path, "certificate file (it holds the private key)")

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from ..errors import BackendError, InputError, NotSupportedError, UsageError
+from ..errors import BackendError, InputError, NoCertificateError, NotSupportedError, SignerError, UsageError
 from ..keytypes import KEY_TYPES as ALL_KEY_TYPES
 from ..keytypes import DigestName, KeyType, key_type_named, rsa_key_type
 from ..options import IdentityOptions
@@ -336,6 +336,57 @@ def _check_key_type(ts: TokenSession, key: SigningKey, what: str) -> KeyType:
     )
 
 
+def _agrees(key: SigningKey, cert: x509.Certificate) -> bool | None:
+    """Whether a private key object can be the certificate's key, from the object's own attributes:
+    the key type, then the RSA modulus or the EC curve. None when the object says too little.
+
+    An EC private object (a YubiKey slot, the reference's ``*-always-auth`` objects) often has no
+    public twin; its type and curve still tell an RSA certificate's key from it.
+    """
+    import pkcs11
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    pub = cert.public_key()
+    kt = _attr(key, "KEY_TYPE")
+    if kt == pkcs11.KeyType.RSA:
+        if not isinstance(pub, rsa.RSAPublicKey):
+            return False
+        n = _attr(key, "MODULUS")
+        return None if n is None else int.from_bytes(bytes(n), "big") == pub.public_numbers().n
+    if kt == pkcs11.KeyType.EC:
+        if not isinstance(pub, ec.EllipticCurvePublicKey):
+            return False
+        params = _attr(key, "EC_PARAMS")
+        if params is None:
+            return None
+        try:
+            return _curve_row(bytes(params)).curve == pub.curve.name
+        except NotSupportedError:
+            return False
+    return False
+
+
+def _check_agrees(ts: TokenSession, key: SigningKey, cert: x509.Certificate) -> None:
+    from ..certs import describe
+    from ..errors import KeyMismatchError
+
+    if _agrees(key, cert) is False:
+        raise KeyMismatchError(
+            f"private key {_key_name(key)} on {ts.id.describe()} does not match certificate {describe(cert)} "
+            "(another key type, curve or modulus)",
+            hint="fix id=/object= in the key URI",
+        )
+
+
+def _same_key(ts: TokenSession, keys: list[SigningKey]) -> bool:
+    """Several objects holding one key (the same key imported twice): either will do."""
+    from ..certs import public_keys_equal
+
+    publics = [_key_public(ts, k) for k in keys]
+    first = publics[0]
+    return first is not None and all(p is not None and public_keys_equal(first, p) for p in publics[1:])
+
+
 def _private_keys(objects: Iterator[Object]) -> list[SigningKey]:
     """Objects found with CKA_CLASS=CKO_PRIVATE_KEY: python-pkcs11 gives them ``sign``."""
     return cast("list[SigningKey]", list(objects))
@@ -374,8 +425,12 @@ def _find_key(ts: TokenSession, req: Request, cert: CertObject | None, cert_obj:
                 hint="the key must share the certificate's id or public key; import it or fix the URI",
             )
     if len(keys) > 1 and cert_obj is not None:
-        matching = [k for k in keys if _matches(ts, k, cert_obj) is not False]
+        matching = [k for k in keys if _matches(ts, k, cert_obj) is not False and _agrees(k, cert_obj) is not False]
         keys = matching or keys
+    if len(keys) > 1 and _same_key(ts, keys):
+        # one key stored twice: prefer the object that does not ask for a PIN on every use
+        keys.sort(key=lambda k: bool(_attr(k, "ALWAYS_AUTHENTICATE", False)))
+        return keys[0]
     if len(keys) > 1:
         listed = "; ".join(_key_name(k) for k in keys[:5])
         raise InputError(
@@ -422,10 +477,20 @@ class TokenKey:
     """
 
     def __init__(
-        self, ts: TokenSession, key: SigningKey, kind: KeyType, *, reuse_pin: bool, public: PublicKeyTypes | None
+        self,
+        ts: TokenSession,
+        key: SigningKey,
+        kind: KeyType,
+        *,
+        reuse_pin: bool,
+        public: PublicKeyTypes | None,
+        verify_first: PublicKeyTypes | None = None,
     ) -> None:
         import pkcs11
 
+        # the certificate's key when the token could not show the key's public half: the first
+        # signature is checked against it before anything leaves this process
+        self._verify_first = verify_first
         self._ts = ts
         self._key = key
         self._kind = kind
@@ -493,6 +558,26 @@ class TokenKey:
         )
 
     def sign(self, data: bytes, digest: DigestName = "sha256") -> bytes:
+        if self._verify_first is not None:
+            return self._sign_verified(data, digest)
+        return self._sign(data, digest)
+
+    def _sign_verified(self, data: bytes, digest: DigestName) -> bytes:
+        from ..errors import KeyMismatchError
+
+        signature = self._sign(data, digest)
+        expected = self._verify_first
+        if expected is not None:
+            if not self._kind.verify(expected, signature, data, digest):
+                raise KeyMismatchError(
+                    f"the key on {self._ts.id.describe()} made a signature the certificate's public key "
+                    "does not verify: it is not the certificate's key",
+                    hint="fix id=/object= in the key URI, or write the key's public object to the token",
+                )
+            self._verify_first = None
+        return signature
+
+    def _sign(self, data: bytes, digest: DigestName) -> bytes:
         with self._lock:
             if self._closed:
                 raise BackendError(f"the key on {self._ts.id.describe()} was closed")
@@ -579,6 +664,9 @@ def load(opts: IdentityOptions) -> Pkcs11Signer:
     )
 
     req = _request(opts)
+    if req.cert_uri is None and not opts.certificate:
+        # a key URI alone: look for its certificate beside it on the token, as the reference does
+        req = Request(req.key_uri, req.key_uri, True)
     file_certs = load_certificate_file(opts.certificate) if req.cert_uri is None and opts.certificate else []
     file_cert = file_certs[0] if file_certs else None
     sessions = _open_tokens(opts.pkcs11_lib, _uris(req), req.cert_uri or req.key_uri)
@@ -593,12 +681,14 @@ def load(opts: IdentityOptions) -> Pkcs11Signer:
             leaf = cert_obj.cert
             chosen = cert_obj.ts
         else:
-            assert file_cert is not None
+            if file_cert is None:
+                raise UsageError("no certificate given", hint="pass --certificate FILE or a pkcs11: URI")
             leaf = file_cert
             chosen = _token_for_key(sessions, req.key_uri, leaf)
         check_leaf(leaf)
         key = _find_key(chosen, req, cert_obj, leaf)
         kind = _check_key_type(chosen, key, _key_name(key))
+        _check_agrees(chosen, key, leaf)
         public = _key_public(chosen, key)
         if public is not None:
             check_key_matches(leaf, public, f"{_key_name(key)} on {chosen.id.describe()}")
@@ -609,7 +699,14 @@ def load(opts: IdentityOptions) -> Pkcs11Signer:
         else:
             chain = chain_from_pool(leaf, [c.cert for c in _certs_on(chosen, None)])
         check_chain(leaf, chain)
-        token_key = TokenKey(chosen, key, kind, reuse_pin=opts.reuse_pin, public=public or leaf.public_key())
+        token_key = TokenKey(
+            chosen,
+            key,
+            kind,
+            reuse_pin=opts.reuse_pin,
+            public=public or leaf.public_key(),
+            verify_first=None if public is not None else leaf.public_key(),
+        )
     except BaseException:
         _close_all(sessions)
         raise
@@ -617,7 +714,7 @@ def load(opts: IdentityOptions) -> Pkcs11Signer:
     return Pkcs11Signer(token_key, leaf, chain)
 
 
-def _no_certificate(sessions: Sequence[TokenSession], req: Request) -> InputError:
+def _no_certificate(sessions: Sequence[TokenSession], req: Request) -> SignerError:
     """No certificate: say whether a key by that name exists, so "key without certificate" is clear."""
     import pkcs11
 
@@ -628,10 +725,12 @@ def _no_certificate(sessions: Sequence[TokenSession], req: Request) -> InputErro
             keys += list(ts.objects(_template(req.cert_uri, pkcs11.ObjectClass.PUBLIC_KEY)))
         except pkcs11.PKCS11Error:
             keys = []
-        if keys and (req.cert_uri.id is not None or req.cert_uri.object is not None):
-            return InputError(
+        if keys and (req.cert_uri.id is not None or req.cert_uri.object is not None or req.key_explicit):
+            # sign-string can do with the key alone; the others report it
+            return NoCertificateError(
                 f"{ts.id.describe()} has a key matching {req.cert_uri} but no certificate for it",
                 hint="write the certificate to the token with the key's id, or pass --certificate FILE",
+                exit_code=1,
             )
     where = ", ".join(ts.id.describe() for ts in sessions)
     return InputError(f"no certificate matches {req.cert_uri} on {where}", hint="list them with read-certificate-data")

@@ -95,16 +95,18 @@ def parse_handle(value: str) -> int:
 
 
 def key_ref(opts: IdentityOptions) -> KeyRef:
-    from ..files import read_input_file
+    from ..inputs import label, read_input
     from ..tss2 import is_tpm_handle, parse_pem
 
-    value = opts.private_key
+    # a combo file (TSS2 key and its certificate) may come as --certificate alone, as in the reference
+    value = opts.private_key or opts.certificate
     if not value:
         raise UsageError("--private-key is required for a TPM key", hint="a TSS2 key file or handle:0x81…")
     if is_tpm_handle(value):
         handle = parse_handle(value)
         return KeyRef(f"handle:0x{handle:08x}", handle=handle)
-    return KeyRef(value, file=parse_pem(read_input_file(value, "TPM key file"), value))
+    flag = "--private-key" if opts.private_key else "--certificate"
+    return KeyRef(label(value), file=parse_pem(read_input(value, "TPM key", flag=flag), label(value)))
 
 
 def _given_password(opts: IdentityOptions) -> Secret | None:
@@ -450,7 +452,9 @@ def load(opts: IdentityOptions) -> TpmSigner:
     from ..certs import check_chain, check_key_matches, check_leaf, choose_chain, load_certificate_file
 
     if not opts.certificate:
-        raise UsageError("--certificate is required", hint="see --help")
+        from ..errors import NoCertificateError
+
+        raise NoCertificateError("--certificate is required", hint="see --help")
     certs = load_certificate_file(opts.certificate)
     leaf = certs[0]
     check_leaf(leaf)

@@ -40,6 +40,6 @@ def run(args: argparse.Namespace) -> int:
         from ..api import fetch_credentials
 
         text = fetch_credentials(identity, valid, timeout=args.timeout).to_process_json()
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(text)  # no newline, byte for byte as aws_signing_helper
     sys.stdout.flush()
     return 0
