@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,10 @@ from support.clock import FakeClock
 from support.pki import PKI
 
 pytest_plugins = ["support.moto_pca"]
+
+# files the tests write (keys, PINs, passwords) are private, as a careful user's are: a key file
+# readable by group or others draws a warning (files.py); the tests of that warning chmod explicitly
+os.umask(0o077)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ use a closed port as the endpoint, so an unexpected request shows up as a differ
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -314,6 +315,41 @@ def _wrong_partition(arn: str) -> str:
 
 PW_ENV = "ROLESANYWHERE_SIGNER_PKCS8_PASSWORD"
 
+
+#: well-shaped credential fields (the expiration is added per case)
+GOOD_FIELDS = {
+    "accessKeyId": "ASIAFAKEFAKEFAKE1234",
+    "secretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "sessionToken": "FwoGZXIvYXdzEJr//////////wEaDG+example==",
+}
+
+
+def _soon(minutes: int = 59) -> str:
+    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=minutes)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: answers a hostile endpoint (or a man in the middle with --no-verify-ssl) could send
+MALFORMED_CREDENTIALS: dict[str, dict[str, str]] = {
+    "CR/LF in the secret": {"secretAccessKey": "abc\r\ncredential_process = touch /tmp/pwned"},
+    "LF in the token": {"sessionToken": "abc\n[default]"},
+    "space in the token": {"sessionToken": "abc def"},
+    "lower-case access key": {"accessKeyId": "asiafakefakefake1234"},
+    "short access key": {"accessKeyId": "ASIA1234"},
+    "access key with a newline": {"accessKeyId": "ASIAFAKEFAKEFAKE1234\n"},
+    "non-UTC expiration": {"expiration": "2030-01-01T00:00:00+02:00"},
+    "expiration without a zone": {"expiration": "2030-01-01T00:00:00"},
+    "expiration a year away": {"expiration": "2099-01-01T00:00:00Z"},
+}
+
+
+def _malformed_answer(fields: dict[str, str]) -> Callable[[Ctx], list[str]]:
+    def args(c: Ctx) -> list[str]:
+        return c.cp(endpoint=c.scripted(session_body({**GOOD_FIELDS, "expiration": _soon(), **fields})).url)
+
+    return args
+
+
 CASES: list[Case] = [
     # --- certificate and key files ------------------------------------------------------------
     Case("cert missing", lambda c: c.cp("missing"), "does not exist"),
@@ -520,28 +556,17 @@ CASES: list[Case] = [
     ),
     Case(
         "endpoint Expiration in the past",
-        lambda c: c.cp(
-            endpoint=c.scripted(
-                session_body(
-                    {
-                        "accessKeyId": "A",
-                        "secretAccessKey": "S",
-                        "sessionToken": "T",
-                        "expiration": "2001-01-01T00:00:00Z",
-                    }
-                )
-            ).url
-        ),
+        lambda c: c.cp(endpoint=c.scripted(session_body({**GOOD_FIELDS, "expiration": "2001-01-01T00:00:00Z"})).url),
         "expired at 2001-01-01T00:00:00Z",
     ),
     Case(
         "endpoint Expiration unreadable",
-        lambda c: c.cp(
-            endpoint=c.scripted(
-                session_body({"accessKeyId": "A", "secretAccessKey": "S", "sessionToken": "T", "expiration": "soon"})
-            ).url
-        ),
-        "unreadable expiration",
+        lambda c: c.cp(endpoint=c.scripted(session_body({**GOOD_FIELDS, "expiration": "soon"})).url),
+        "malformed credentials",
+    ),
+    *(
+        Case(f"endpoint credentials malformed: {name}", _malformed_answer(fields), "malformed credentials")
+        for name, fields in MALFORMED_CREDENTIALS.items()
     ),
     Case(
         "AWS_CA_BUNDLE missing",

@@ -66,6 +66,7 @@ def test_once_writes_and_boto3_reads_it(files: tuple[Path, Path], endpoint: Loca
     path = tmp_path / "aws" / "credentials"
     path.parent.mkdir(mode=0o755)
     path.write_bytes(SAMPLE)
+    path.chmod(0o644)
     proc = run_cli(update_args(files, endpoint.url, "--once"), env={"AWS_SHARED_CREDENTIALS_FILE": str(path)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""

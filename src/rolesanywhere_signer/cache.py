@@ -15,6 +15,8 @@ import json
 import os
 import stat
 
+from .credcheck import bad_field
+
 try:  # the built-in module: hashlib would load OpenSSL (about 2 ms) just to hash one certificate
     from _sha2 import sha256  # type: ignore[import-not-found,unused-ignore]  # Python >= 3.12
 except ImportError:  # pragma: no cover - depends on the Python version
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from .credentials import Credentials
+    from .files import Target
     from .options import IdentityOptions, RequestOptions
 
 FORMAT = "rolesanywhere-signer-cache/1"
@@ -52,8 +55,15 @@ def cache_margin(duration_seconds: int) -> float:
 def cache_dir(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     runtime = env.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime) and os.path.isdir(runtime):
-        return os.path.join(runtime, "rolesanywhere-signer")
+    if runtime and os.path.isabs(runtime):
+        # the XDG spec: the directory MUST be owned by the user. After `su` it often names the
+        # other user's: then ~/.cache, never a directory (and a lock) that someone else controls
+        try:
+            st = os.stat(runtime)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+            return os.path.join(runtime, "rolesanywhere-signer")
     return os.path.join(os.path.expanduser("~"), ".cache", "rolesanywhere-signer")
 
 
@@ -71,11 +81,29 @@ def _file_part(value: str, *, with_bytes: bool, env: Mapping[str, str] | None = 
         return value + ":sha256:" + str(sha256(text.encode("utf-8", "surrogateescape")).hexdigest())
     if not with_bytes:
         return os.path.abspath(value)
+    data = _read_regular(value, 4 * 1024 * 1024)
+    return f"{value}:unreadable" if data is None else "sha256:" + str(sha256(data).hexdigest())
+
+
+def _read_regular(path: str, limit: int, *, nofollow: bool = False) -> bytes | None:
+    """files.open_input's rule (non-blocking open, regular files only: a FIFO cannot hang a hit),
+    restated with ``os`` alone: importing files.py, errors and the logger costs a hit about 1 ms."""
     try:
-        with open(value, "rb") as f:
-            return "sha256:" + str(sha256(f.read(4 * 1024 * 1024)).hexdigest())
-    except OSError as e:
-        return f"{value}:error:{e.errno}"
+        fd = os.open(
+            path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY | (os.O_NOFOLLOW if nofollow else 0)
+        )
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (nofollow and (st.st_uid != os.geteuid() or st.st_mode & 0o077)):
+            return None
+        os.set_blocking(fd, True)
+        return os.read(fd, limit + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _key(v: Mapping[str, object], env: Mapping[str, str]) -> str:
@@ -160,22 +188,32 @@ def _expiration_epoch(text: str) -> float:
     return float(_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec)
 
 
+def private_dir(directory: str) -> str | None:
+    """None when ``directory`` is ours and 0700; else what is wrong with it (or "missing")."""
+    try:
+        st = os.lstat(directory)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"cannot be inspected ({e.strerror})"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    if st.st_uid != os.geteuid():
+        return f"belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()})"
+    if st.st_mode & 0o077:
+        return f"is mode {stat.S_IMODE(st.st_mode):04o}, not 0700"
+    return None
+
+
 def read_entry(path: str, key: str, margin: float, now: float) -> dict[str, object] | None:
     """The cached credential_process document, or None for a miss, a foreign, loose, damaged or
-    nearly expired file. ``now`` is seconds since the epoch."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    nearly expired file, or one in a directory that is not ours and 0700. ``now`` is seconds since
+    the epoch. Opened non-blocking without following a symlink: a planted FIFO cannot hang us."""
+    if private_dir(os.path.dirname(path)) is not None:
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077 or st.st_size > MAX_FILE:
-            return None
-        data = os.read(fd, MAX_FILE + 1)
-    except OSError:
+    data = _read_regular(path, MAX_FILE, nofollow=True)  # ours, 0600, regular, never a link
+    if data is None or len(data) > MAX_FILE:
         return None
-    finally:
-        os.close(fd)
     try:
         doc = json.loads(data)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("key") != key:
@@ -183,6 +221,8 @@ def read_entry(path: str, key: str, margin: float, now: float) -> dict[str, obje
         body = doc.get("credentials")
         if not isinstance(body, dict) or not all(isinstance(body.get(k), str) and body[k] for k in _PROCESS_KEYS):
             return None
+        if bad_field(body["AccessKeyId"], body["SecretAccessKey"], body["SessionToken"]) is not None:
+            return None  # never hand on what could not have come from AWS
         if _expiration_epoch(body["Expiration"]) - now <= margin:
             return None
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -265,34 +305,31 @@ def fast_hit(argv: Sequence[str], env: Mapping[str, str] | None = None, now: flo
 # ---- the full path -------------------------------------------------------------------------------
 
 
-def write_cache(path: str, key: str, creds: Credentials) -> None:
-    """Store atomically with mode 0600 in a 0700 directory; failures only warn (the output is still good)."""
-    from .credfile import prepare_directory, resolve_target, write_atomic
+def write_cache(target: Target, key: str, creds: Credentials) -> None:
+    """Store atomically with mode 0600 (the caller holds the lock); failures only warn."""
     from .errors import SignerError
+    from .files import sweep_temps, write_atomic
 
     doc = {"format": FORMAT, "key": key, "credentials": creds.to_process_dict()}
     try:
-        directory = os.path.dirname(path)
-        prepare_directory(directory)
-        dst = os.stat(directory)
-        if dst.st_uid != os.geteuid() or dst.st_mode & 0o077:
-            _log().warning("not caching credentials: %s is not a private directory of this user", directory)
-            return
-        if os.path.islink(path):
-            os.unlink(path)  # never write through a planted symlink
-        write_atomic(resolve_target(path), json.dumps(doc).encode())
+        sweep_temps(target)
+        write_atomic(target, json.dumps(doc).encode())
     except (SignerError, OSError) as e:
         _log().warning("could not write the credential cache: %s", e)
 
 
 def cached_credential_process(identity: IdentityOptions, request: RequestOptions, *, timeout: float) -> str:
-    """credential_process JSON from the cache, or fetched (once, under a lock) and cached."""
-    import contextlib
+    """credential_process JSON from the cache, or fetched (once, under a lock) and cached.
+
+    The cache directory must be ours and 0700 (checked before the lock is taken), and the lock is
+    waited on for at most the request's own timeout: otherwise the cache is bypassed with one
+    warning and the credentials are fetched directly. A neighbour can never stall us.
+    """
     import time
 
     from .api import fetch_credentials
-    from .credfile import locked, prepare_directory, resolve_target
     from .errors import SignerError
+    from .files import LockBusy, locked, prepare_target
 
     if "-" in (identity.certificate, identity.private_key, identity.intermediates):
         # what standard input holds cannot be known without reading it: no cache for it
@@ -304,18 +341,29 @@ def cached_credential_process(identity: IdentityOptions, request: RequestOptions
     entry = read_entry(path, key, margin, time.time())
     if entry is not None:
         return json.dumps(entry, separators=(",", ":"))
-    with contextlib.ExitStack() as stack:
+    directory = os.path.dirname(path)
+    try:
+        target = prepare_target(path, "credential cache file", follow=False)
+        problem = private_dir(directory)
+        if problem is not None:
+            raise SignerError(f"{directory} {problem}")
+        lock = locked(target, timeout, what="credential cache")
+        lock.__enter__()
+    except LockBusy as e:
+        _log().warning("not using the credential cache: %s", e.diagnostics())
+    except SignerError as e:
+        _log().warning("not using the credential cache: %s", e.diagnostics())
+    else:
         try:
-            prepare_directory(os.path.dirname(path))
-            stack.enter_context(locked(resolve_target(path), timeout=timeout + 60))
-        except SignerError as e:
-            _log().warning("credential cache unavailable: %s", e.diagnostics())
-        # two `aws` commands at once: the second waits, then reads what the first stored (one PIN/touch)
-        entry = read_entry(path, key, margin, time.time())
-        if entry is not None:
-            return json.dumps(entry, separators=(",", ":"))
-        if os.path.lexists(path):
-            _log().info("replacing a stale, damaged or foreign cache file %s", path)
-        creds = fetch_credentials(identity, request, timeout=timeout)
-        write_cache(path, key, creds)
-    return creds.to_process_json()
+            # two `aws` commands at once: the second waits, then reads what the first stored (one PIN/touch)
+            entry = read_entry(path, key, margin, time.time())
+            if entry is not None:
+                return json.dumps(entry, separators=(",", ":"))
+            if os.path.lexists(path):
+                _log().info("replacing a stale, damaged or foreign cache file %s", path)
+            creds = fetch_credentials(identity, request, timeout=timeout)
+            write_cache(target, key, creds)
+            return creds.to_process_json()
+        finally:
+            lock.__exit__(None, None, None)
+    return fetch_credentials(identity, request, timeout=timeout).to_process_json()

@@ -109,7 +109,7 @@ def create_session(
                 last = e
             else:
                 if resp.status in (200, 201):
-                    return parse_create_session(resp.body, clock())
+                    return parse_create_session(resp.body, clock(), options.session_duration)
                 err = service_error(resp)
                 if resp.status not in RETRYABLE_STATUS:
                     raise err

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from .credcheck import MALFORMED, bad_field, is_rfc3339_utc
 from .errors import EndpointError
 from .records import Record
 
@@ -83,8 +84,16 @@ def parse_expiration(text: str) -> datetime:
     return dt.astimezone(timezone.utc)
 
 
-def parse_create_session(body: bytes, now: datetime) -> Credentials:
-    """Credentials from a 201 CreateSession body; every defect is an ``EndpointError``."""
+#: how far past the requested duration an expiration may lie (clock skew between us and AWS)
+EXPIRATION_SLACK = 300
+
+
+def parse_create_session(body: bytes, now: datetime, duration: int | None = None) -> Credentials:
+    """Credentials from a 201 CreateSession body; every defect is an ``EndpointError``.
+
+    The fields must have their real shapes (see credcheck.py) and the expiration must be RFC 3339
+    UTC, no later than ``now`` + ``duration`` (the requested session duration) + 5 minutes.
+    """
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -107,10 +116,19 @@ def parse_create_session(body: bytes, now: datetime) -> Credentials:
     ]
     if missing:
         raise EndpointError(f"the endpoint's credentials lack {', '.join(missing)}")
+    bad = bad_field(creds["accessKeyId"], creds["secretAccessKey"], creds["sessionToken"])
+    if bad is not None:
+        raise EndpointError(MALFORMED, hint=f"{bad} has characters or a length AWS never sends; nothing was written")
+    if not is_rfc3339_utc(creds["expiration"]):
+        raise EndpointError(MALFORMED, hint="expiration is not an RFC 3339 UTC time; nothing was written")
     try:
         expiration = parse_expiration(creds["expiration"])
     except ValueError:
-        raise EndpointError("the endpoint's credentials have an unreadable expiration") from None
+        raise EndpointError(MALFORMED, hint="expiration is not a valid time; nothing was written") from None
+    if duration is not None and (expiration - now).total_seconds() > duration + EXPIRATION_SLACK:
+        raise EndpointError(
+            MALFORMED, hint="expiration is later than the requested session duration allows; nothing was written"
+        )
     if expiration <= now:
         raise EndpointError(
             f"the endpoint returned credentials that expired at {expiration:%Y-%m-%dT%H:%M:%SZ}",

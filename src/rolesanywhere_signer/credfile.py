@@ -8,19 +8,16 @@ advisory lock, so a crash, a full disk or a second updater never leaves a half-w
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import os
 import re
 import stat
-import tempfile
-import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
+from . import files
 from .credentials import Credentials
-from .errors import InputError, UsageError
+from .errors import EndpointError, InputError, UsageError
+from .files import Owner, locked, open_input, prepare_target, read_fd, sweep_temps, write_atomic
 
 log = logging.getLogger("rolesanywhere_signer.credfile")
 
@@ -29,6 +26,7 @@ _SECTION = re.compile(rb"^\s*\[([^\]\r\n]*)\]")
 _KEY = re.compile(rb"^(\s*)([A-Za-z0-9_.-]+)(\s*[=:]\s*)")
 _PROFILE_BAD = re.compile(r"[\[\]\r\n\x00]")
 LOCK_TIMEOUT = 30.0
+MAX_CREDENTIALS_FILE = 4 * 1024 * 1024
 
 
 def check_profile_name(name: str) -> str:
@@ -41,10 +39,16 @@ def check_profile_name(name: str) -> str:
     return name
 
 
-def credentials_path(env: Mapping[str, str] | None = None) -> str:
-    """``AWS_SHARED_CREDENTIALS_FILE``, else ``~/.aws/credentials`` (as botocore resolves it)."""
+def credentials_path(env: Mapping[str, str] | None = None, *, home: str | None = None) -> str:
+    """``AWS_SHARED_CREDENTIALS_FILE``, else ``~/.aws/credentials`` (as botocore resolves it).
+
+    ``home``: the home directory of the user the file is written for (``update --as-user``).
+    """
     env = os.environ if env is None else env
-    return os.path.expanduser(env.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join("~", ".aws", "credentials"))
+    named = env.get("AWS_SHARED_CREDENTIALS_FILE")
+    if named:
+        return os.path.expanduser(named)
+    return os.path.join(home or os.path.expanduser("~"), ".aws", "credentials")
 
 
 def _lines(data: bytes) -> list[bytes]:
@@ -151,131 +155,26 @@ def credential_values(creds: Credentials) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
-class Target:
-    """The file really written (a symlink's target) and its directory."""
-
-    path: str
-    directory: str
-
-
-def resolve_target(path: str) -> Target:
-    real = os.path.realpath(path)  # follow a symlinked credentials file (dotfile managers do this)
-    return Target(real, os.path.dirname(real) or ".")
+def check_values(values: Mapping[str, str]) -> None:
+    """Last line of defence: a value with a line break or control character would inject lines."""
+    for key, value in values.items():
+        if not value or not value.isprintable() or value != value.strip():
+            raise EndpointError(
+                "the endpoint returned malformed credentials",
+                hint=f"{key} holds spaces or control characters; nothing was written",
+            )
 
 
-def prepare_directory(directory: str) -> None:
-    """Create the directory 0700 when missing; refuse one we cannot write into."""
-    if os.path.isdir(directory):
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise InputError(f"cannot write to directory {directory}", hint="check its owner and permissions")
-        return
-    parent = os.path.dirname(directory.rstrip("/")) or "."
-    if parent != directory:
-        prepare_directory(parent)
-    try:
-        os.mkdir(directory, 0o700)
-        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
-    except FileExistsError:
-        if not os.path.isdir(directory):
-            raise InputError(f"{directory} exists and is not a directory") from None
-    except OSError as e:
-        raise InputError(f"cannot create directory {directory}: {e.strerror or type(e).__name__}") from None
+def write_credentials(path: str, profile: str, creds: Credentials, *, owner: Owner | None = None) -> str:
+    """Set ``profile``'s three keys in the credentials file at ``path``; return the file written.
 
-
-@contextlib.contextmanager
-def locked(target: Target, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """An advisory lock on a lock file beside the credentials file (never deleted: no races)."""
-    import fcntl
-
-    lock_path = os.path.join(target.directory, "." + os.path.basename(target.path) + ".lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as e:
-        raise InputError(
-            f"cannot create lock file {lock_path}: {e.strerror or type(e).__name__}",
-            hint="check that the credentials directory is writable",
-        ) from None
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise InputError(
-                        f"another process holds the lock {lock_path} for more than {timeout:g}s",
-                        hint="is another update running for this file?",
-                    ) from None
-                time.sleep(0.02)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _read_existing(path: str) -> tuple[bytes, os.stat_result | None]:
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise InputError(f"credentials file {path} is not a regular file")
-            return f.read(), st
-    except FileNotFoundError:
-        return b"", None
-    except IsADirectoryError:
-        raise InputError(f"credentials file {path} is a directory") from None
-    except OSError as e:
-        raise InputError(f"cannot read credentials file {path}: {e.strerror or type(e).__name__}") from None
-
-
-def write_atomic(target: Target, data: bytes, *, owner: os.stat_result | None = None) -> None:
-    """Write ``data`` to a 0600 temporary file in the same directory, fsync, rename over the target.
-
-    On any failure the temporary file is removed and the old file is untouched.
+    The way to the file is checked as ``owner`` (default: ourselves) would trust it (see files.py).
     """
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target.path) + ".", suffix=".tmp", dir=target.directory)
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-            if owner is not None and os.geteuid() == 0 and (owner.st_uid, owner.st_gid) != (0, 0):
-                os.fchown(fd, owner.st_uid, owner.st_gid)  # root updating a user's file keeps it theirs
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target.path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        reason = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else e.strerror
-        raise InputError(
-            f"cannot write {target.path}: {reason or type(e).__name__}; the previous file was left intact"
-        ) from None
-    _fsync_dir(target.directory)
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass  # some file systems cannot fsync a directory; the rename is still atomic
-    finally:
-        os.close(dfd)
-
-
-def write_credentials(path: str, profile: str, creds: Credentials) -> str:
-    """Set ``profile``'s three keys in the credentials file at ``path``; return the file written."""
-    target = resolve_target(path)
-    prepare_directory(target.directory)
-    with locked(target):
+    values = credential_values(creds)
+    check_values(values)
+    target = prepare_target(path, "credentials file", owner=owner)
+    with locked(target, LOCK_TIMEOUT, what="credentials file"):
+        sweep_temps(target)
         old, st = _read_existing(target.path)
         if st is not None and st.st_mode & 0o077:
             log.warning(
@@ -283,12 +182,28 @@ def write_credentials(path: str, profile: str, creds: Credentials) -> str:
                 target.path,
                 stat.S_IMODE(st.st_mode),
             )
-        write_atomic(target, update_profile(old, profile, credential_values(creds)), owner=st)
+        write_atomic(target, update_profile(old, profile, values))
     return target.path
 
 
-def write_private_file(path: str, data: bytes) -> None:
+def _read_existing(path: str) -> tuple[bytes, os.stat_result | None]:
+    try:
+        fd, st = open_input(path, "credentials file", nofollow=True)
+    except InputError:
+        if not os.path.lexists(path):
+            return b"", None
+        raise
+    try:
+        data = read_fd(fd, MAX_CREDENTIALS_FILE)
+    except OSError as e:
+        raise InputError(f"cannot read credentials file {path}: {e.strerror or type(e).__name__}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CREDENTIALS_FILE:
+        raise InputError(f"credentials file {path} is too large (more than {MAX_CREDENTIALS_FILE} bytes)")
+    return data, st
+
+
+def write_private_file(path: str, data: bytes | bytearray, *, what: str = "file") -> str:
     """Write a small secret file (e.g. a token) atomically with mode 0600."""
-    target = resolve_target(path)
-    prepare_directory(target.directory)
-    write_atomic(target, data)
+    return files.write_private_file(path, data, what=what)

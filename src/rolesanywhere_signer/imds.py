@@ -153,7 +153,8 @@ class ServeConfig:
     hop_limit: int = 1
     allow_remote: bool = False
     #: the container endpoint answers only when a token exists (written with --container-token-file)
-    container_token: str | None = None
+    #: a bytearray from serve, so it can be overwritten on close (str accepted for the library)
+    container_token: str | bytearray | None = None
     #: open connections at most; past it the oldest idle one is dropped (also bounded by the
     #: open-files limit)
     max_connections: int = 256
@@ -190,7 +191,7 @@ class ServedIdentity:
     name: str
     refresher: Refresher
     role_name: str
-    container_token: str | None = field(default=None, repr=False)
+    container_token: str | bytearray | None = field(default=None, repr=False)
     default: bool = False
     #: renewal (issue 17) reports its state here for the metrics: "off", "due", "failed", …
     renewal_state: Callable[[], str] | None = field(default=None, repr=False, compare=False)

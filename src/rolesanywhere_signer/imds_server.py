@@ -714,6 +714,11 @@ def _json(status: int, message: str) -> tuple[int, bytes]:
     return status, response(status, body, "application/json")
 
 
+def _token_bytes(token: str | bytearray) -> bytes | bytearray:
+    """serve's bytearray as it is (not copied: it is overwritten on close); a library str encoded."""
+    return token.encode() if isinstance(token, str) else token
+
+
 class Routes:
     """What each request gets: the routes, checks and documents of the old ``http.server`` handler."""
 
@@ -724,12 +729,12 @@ class Routes:
         self._default = next((i for i in app.identities if i.default), None)
         #: container path -> (identity, its Authorization token): /credentials/<name>, and
         #: /credentials for the default identity
-        self._containers: dict[str, tuple[ServedIdentity, bytes]] = {}
+        self._containers: dict[str, tuple[ServedIdentity, bytes | bytearray]] = {}
         for ident in app.identities:
             if ident.container_token is not None:
-                self._containers[f"{CONTAINER_PATH}/{ident.name}"] = (ident, ident.container_token.encode())
+                self._containers[f"{CONTAINER_PATH}/{ident.name}"] = (ident, _token_bytes(ident.container_token))
                 if ident.default:
-                    self._containers[CONTAINER_PATH] = (ident, ident.container_token.encode())
+                    self._containers[CONTAINER_PATH] = (ident, _token_bytes(ident.container_token))
         self._hosts: dict[str, bool] = {}  # Host header -> allowed (bounded below)
         #: identity name -> (credentials object, container answer body, IMDS answer body):
         #: rendered once per refresh

@@ -40,13 +40,13 @@ def label(source: str) -> str:
     return "standard input" if is_stdin(source) else source
 
 
-def read_input(source: str, what: str, *, flag: str | None = None) -> bytes:
+def read_input(source: str, what: str, *, flag: str | None = None, secret: bool = False) -> bytes:
     """The bytes of a certificate/key/bundle input named by a flag value."""
     if is_env(source):
         return _read_env(source[len(ENV_PREFIX) :], what, flag)
     if is_stdin(source):
         return _read_stdin(what, flag)
-    return read_input_file(source, what)
+    return read_input_file(source, what, secret=secret)  # secret: warn when group/others can read it
 
 
 def _read_env(name: str, what: str, flag: str | None) -> bytes:

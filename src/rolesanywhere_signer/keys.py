@@ -41,7 +41,15 @@ def new_software_key(key_type: str) -> PrivateKeyTypes:
 
 
 def write_new_file(path: str, data: bytes, *, mode: int = 0o600, what: str = "key file") -> None:
-    """Create ``path`` with ``mode``; never overwrite, and leave nothing half-written behind."""
+    """Create ``path`` with ``mode``; never overwrite, and leave nothing half-written behind.
+
+    The directory must pass files.py's StrictModes checks: never into a directory (or through a
+    symlink) that another user controls.
+    """
+    from .files import prepare_target
+
+    if not os.path.lexists(path):  # an existing name is refused below, as "already exists"
+        prepare_target(path, what, create_dirs=False, follow=False)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
     except FileExistsError:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 from .cancel import CancelToken
 from .credentials import Credentials, mask_access_key
-from .errors import AuthenticationError, BackendError, SecretError, SignerError
+from .errors import AuthenticationError, BackendError, InputError, SecretError, SignerError
+from .files import open_input, read_fd
 from .options import IdentityOptions, RequestOptions
 from .retry import RetryPolicy, backoff_delay
 from .transport import DEFAULT_TIMEOUT, Cancelled
@@ -113,12 +114,17 @@ def file_fingerprint(identity: IdentityOptions) -> tuple[object, ...]:
             parts.append(value)
             continue
         try:
-            st = os.stat(value)
-            with open(value, "rb") as f:
-                digest = hashlib.sha256(f.read(4 * 1024 * 1024)).hexdigest()
+            fd, st = open_input(value, "file")  # non-blocking, regular files only
+        except InputError as e:
+            parts.append((value, e.message))
+            continue
+        try:
+            digest = hashlib.sha256(read_fd(fd, 4 * 1024 * 1024)).hexdigest()
             parts.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, digest))
         except OSError as e:
             parts.append((value, e.errno))
+        finally:
+            os.close(fd)
     return tuple(parts)
 
 

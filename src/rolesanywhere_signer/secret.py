@@ -121,18 +121,21 @@ def tty_message(text: str) -> None:
 
 
 def read_secret_file(path: str, *, what: str) -> Secret:
-    """Read a PIN/password from a file: first line, trailing newline removed."""
+    """Read a PIN/password from a file: first line, trailing newline removed.
+
+    Through files.py: non-blocking (a FIFO is refused at once), a regular file or a character
+    device such as ``/dev/tty``, and a warning when group or others can read it.
+    """
+    from .errors import InputError
+    from .files import read_input_file
+
     try:
-        with open(path, encoding="utf-8") as f:
-            data = f.read(65536)
-    except FileNotFoundError:
-        raise SecretError(f"{what} file {path} does not exist") from None
-    except IsADirectoryError:
-        raise SecretError(f"{what} file {path} is a directory, not a file") from None
-    except PermissionError:
-        raise SecretError(f"{what} file {path} is not readable by this user") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SecretError(f"cannot read {what} file {path}: {type(e).__name__}") from None
+        raw = read_input_file(path, f"{what} file", limit=65536, secret=True, allow_chardev=True, allow_empty=True)
+        data = raw.decode("utf-8")
+    except InputError as e:
+        raise SecretError(e.message, hint=e.hint) from None
+    except UnicodeDecodeError:
+        raise SecretError(f"cannot read {what} file {path}: it is not UTF-8 text") from None
     value = data.splitlines()[0] if data else ""
     if not value:
         raise SecretError(f"{what} file {path} is empty")

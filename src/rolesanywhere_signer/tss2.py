@@ -48,11 +48,10 @@ def is_tpm_handle(value: str) -> bool:
 
 def is_tss2_file(path: str) -> bool:
     """The file begins a ``TSS2 PRIVATE KEY`` block in its first 4 KiB (a cheap sniff, no parsing)."""
-    try:
-        with open(path, "rb") as f:
-            return _BEGIN in f.read(4096)
-    except OSError:
-        return False  # whoever opens it for real reports the precise error
+    from .files import read_head  # non-blocking, regular files only: a FIFO must not hang the sniff
+
+    head = read_head(path, 4096)
+    return head is not None and _BEGIN in head  # else whoever opens it for real reports the error
 
 
 _SEQUENCE, _INTEGER, _OCTETS, _OID, _BOOLEAN, _UTF8 = 0x30, 0x02, 0x04, 0x06, 0x01, 0x0C

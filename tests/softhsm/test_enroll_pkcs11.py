@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -159,3 +160,22 @@ def test_doctor_names_a_missing_token_and_module(hsm: SoftHSM) -> None:
     assert proc.returncode == 1
     checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
     assert checks["PKCS#11 module"]["status"] == "fail" and "/nonexistent/x.so" in checks["PKCS#11 module"]["detail"]
+
+
+def test_fifo_pin_source_is_a_one_line_error(hsm: SoftHSM, tmp_path: Path) -> None:
+    """A FIFO as pin-source (planted, or a mistake) is refused at once, never waited on."""
+    hsm.init_token("enroll")
+    fifo = tmp_path / "pin-fifo"
+    os.mkfifo(fifo, 0o600)
+    proc = run_cli(
+        [
+            "generate-key",
+            "--pkcs11-uri",
+            f"pkcs11:token=enroll;object=k?pin-source=file:{fifo}",
+            "--pkcs11-lib",
+            MODULE,
+        ],
+        env=hsm.env,
+        timeout=20,  # a bound against a hang, not a timing
+    )
+    assert_one_line_error(proc, f"{fifo} is a named pipe (FIFO), not a regular file")

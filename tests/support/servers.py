@@ -11,6 +11,7 @@ client does not trust.
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import socket
@@ -65,11 +66,13 @@ def html_page(status: int, title: str = "502 Bad Gateway") -> Reply:
 
 def session_body(credentials: dict[str, Any] | None = None, *, credential_set: list[Any] | None = None) -> Reply:
     """A 201 CreateSession answer; ``credentials`` replaces the credentials object."""
+    # shaped as AWS sends them (credentials are validated before use): expiring within the hour
+    expiration = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(minutes=59)
     creds = {
         "accessKeyId": "ASIAFAKEFAKEFAKE1234",
-        "secretAccessKey": "fake/secret/key/that/should/never/print",
-        "sessionToken": "FAKE-SESSION-TOKEN",
-        "expiration": "2099-01-01T00:00:00Z",
+        "secretAccessKey": "fake/secret/key/that/should/never/print+0",
+        "sessionToken": "FAKE/SESSION/TOKEN+that/should/never/print==",
+        "expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     if credentials is not None:
         creds = credentials

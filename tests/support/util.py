@@ -60,29 +60,46 @@ def run_cli(
     )
 
 
-def run_cli_as_nobody(args: Sequence[CliArg], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as uid/gid 65534 (``setpriv``): tests run as root, which reads any file."""
+NOBODY = 65534
+#: setpriv to uid/gid 65534 with no supplementary groups: the "other local user" of the tests
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+def nobody_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``clean_env`` with the venv's site-packages on the path (root's venv is not nobody's)."""
     import cryptography
 
     site = str(Path(cryptography.__file__).resolve().parents[1])  # the venv's site-packages
+    return clean_env({"PYTHONPATH": f"{SRC}:{site}", **(extra or {})})
+
+
+def cli_as_nobody(args: Sequence[CliArg]) -> list[str]:
+    """The argv that runs the CLI as nobody (for ``Popen`` of long-running commands)."""
+    return [*AS_NOBODY, sys.executable, "-m", "rolesanywhere_signer", *map(str, args)]
+
+
+def run_cli_as_nobody(
+    args: Sequence[CliArg], *, timeout: float = 60, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as uid/gid 65534 (``setpriv``): tests run as root, which reads any file."""
     return subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-m",
-            "rolesanywhere_signer",
-            *map(str, args),
-        ],
-        env=clean_env({"PYTHONPATH": f"{SRC}:{site}"}),
+        cli_as_nobody(args),
+        env=nobody_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def run_as_nobody(cmd: Sequence[CliArg], *, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """An attacker's step (``ln -s``, ``mkfifo``...) run as nobody; it must succeed."""
+    proc = subprocess.run(
+        [*AS_NOBODY, *map(str, cmd)], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+    assert proc.returncode == 0, (cmd, proc.stderr)
+    return proc
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], phrase: str, code: int = 1) -> None:

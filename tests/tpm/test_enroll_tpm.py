@@ -172,3 +172,19 @@ def test_doctor_names_an_unreachable_tpm(tcti: str, tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stdout
     checks = {c["name"]: c for c in json.loads(ok.stdout)["checks"]}
     assert checks["key"]["status"] == "pass" and checks["TPM"]["status"] == "pass"
+
+
+def test_fifo_key_password_file_is_a_one_line_error(tcti: str, tmp_path: Path) -> None:
+    """A FIFO as --tpm-key-password-file is refused at once, never waited on."""
+    pw = tmp_path / "tpm-pw"
+    pw.write_text("tpm secret\n")
+    key = tmp_path / "pw.tss2"
+    gen = run_cli(["generate-key", "--tpm", "--output", key, "--tcti", tcti, "--tpm-key-password-file", pw])
+    assert gen.returncode == 0, gen.stderr
+    fifo = tmp_path / "pw-fifo"
+    os.mkfifo(fifo, 0o600)
+    proc = run_cli(
+        ["csr", "--private-key", key, "--tcti", tcti, "--tpm-key-password-file", fifo, "--subject", "CN=x"],
+        timeout=20,  # a bound against a hang, not a timing
+    )
+    assert_one_line_error(proc, f"{fifo} is a named pipe (FIFO), not a regular file")

@@ -16,6 +16,7 @@ from ..certs import (
     pem_labels,
 )
 from ..errors import InputError, NotSupportedError, SecretError
+from ..files import warn_if_exposed
 from ..inputs import is_inline, label, read_input
 from ..keytypes import DigestName, KeyType, key_type_of
 from ..options import IdentityOptions
@@ -247,7 +248,7 @@ def open_key(opts: IdentityOptions) -> PemKey:
         from ..errors import UsageError
 
         raise UsageError("--private-key is required", hint="see --help")
-    data = read_input(source, "private key", flag="--private-key" if opts.private_key else "--certificate")
+    data = read_input(source, "private key", flag="--private-key" if opts.private_key else "--certificate", secret=True)
     source = label(source)
     if not pem_labels(data) and looks_like_pkcs12(data):
         key, _ = _load_pkcs12(data, source, opts)
@@ -274,6 +275,7 @@ def load(opts: IdentityOptions) -> PemSigner:
     if not pem_labels(cert_data) and looks_like_pkcs12(cert_data):
         if separate_key:
             raise InputError(f"{cert_path} is a PKCS#12 bundle; it carries its own key, so drop --private-key")
+        warn_if_exposed(cert_path, "PKCS#12 bundle")  # it carries the key
         key, certs = _load_pkcs12(cert_data, cert_path, opts)
         _check_key_type(key, cert_path)
         leaf, extra = certs[0], certs[1:]
@@ -283,10 +285,11 @@ def load(opts: IdentityOptions) -> PemSigner:
         leaf, extra = certs[0], certs[1:]
         if separate_key and opts.private_key:
             key_source = label(opts.private_key)
-            key_data = read_input(opts.private_key, "private key", flag="--private-key")
+            key_data = read_input(opts.private_key, "private key", flag="--private-key", secret=True)
             key = parse_private_key(key_data, key_source, opts)
         elif any(lb.endswith("PRIVATE KEY") for lb in pem_labels(cert_data)):
             key_source = cert_path  # a combo file: key and certificate together
+            warn_if_exposed(cert_path, "certificate file (it holds the private key)")
             key = parse_private_key(cert_data, cert_path, opts)
         else:
             raise InputError(

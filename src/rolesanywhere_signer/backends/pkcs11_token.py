@@ -75,20 +75,19 @@ def proxy_candidates() -> list[str]:
 
 
 def _p11kit_module(name: str) -> str | None:
+    from ..files import read_head
+
     for conf_dir in (
         "/etc/pkcs11/modules",
         "/usr/share/p11-kit/modules",
         os.path.expanduser("~/.config/pkcs11/modules"),
     ):
-        try:
-            with open(os.path.join(conf_dir, f"{name}.module"), encoding="utf-8") as f:
-                for line in f:
-                    key, _, value = line.partition(":")
-                    if key.strip() == "module" and value.strip():
-                        path = value.strip()
-                        return path if os.path.isabs(path) else os.path.join(f"/usr/lib/{_multiarch()}/pkcs11", path)
-        except OSError:
-            continue
+        raw = read_head(os.path.join(conf_dir, f"{name}.module"), 65536)  # non-blocking, regular only
+        for line in (raw or b"").decode("utf-8", "replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "module" and value.strip():
+                path = value.strip()
+                return path if os.path.isabs(path) else os.path.join(f"/usr/lib/{_multiarch()}/pkcs11", path)
     return None
 
 

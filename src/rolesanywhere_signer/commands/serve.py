@@ -194,12 +194,13 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from ..cli import use_log_format
-    from ..credfile import write_private_file
     from ..enroll.cliargs import renew_options_from_args
     from ..enroll.install import repair_interrupted_switch
     from ..enroll.schedule import RenewalThread
     from ..enroll.schedule import start_for as start_renewal
     from ..errors import InputError, SignerError, UsageError
+    from ..files import write_private_file
+    from ..hardening import harden_process, wipe
     from ..imds import CredentialServer, ServeConfig, ServedIdentity, new_container_token, role_name_of
     from ..refresher import SERVE_POLICY, Refresher, handle_signals
     from ..systemd import Notifier, listen_sockets
@@ -230,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
     several = bool(args.config)
     if renewal is not None:
         repair_interrupted_switch(specs[0].identity)
+    harden_process()  # before any secret (PIN, key, token, credentials) is in memory
     renewing: list[RenewalThread] = []  # the renewal thread, once started (read by the metrics hook)
 
     def renewal_state() -> str:
@@ -258,7 +260,8 @@ def run(args: argparse.Namespace) -> int:
             spec.identity, spec.request, timeout=args.timeout, policy=SERVE_POLICY, label=spec.name if several else None
         )
         refreshers.append(r)
-        token = new_container_token() if spec.container_token_file else None
+        # a bytearray, overwritten on the way out: the one copy of the token this code controls
+        token = bytearray(new_container_token().encode()) if spec.container_token_file else None
         identities.append(
             ServedIdentity(
                 spec.name,
@@ -300,8 +303,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             server.bind()  # a busy port fails now, before any PIN prompt or CreateSession
         for spec, ident in zip(specs, identities, strict=True):
-            if ident.container_token is not None and spec.container_token_file:
-                write_private_file(spec.container_token_file, ident.container_token.encode())
+            if isinstance(ident.container_token, bytearray) and spec.container_token_file:
+                write_private_file(spec.container_token_file, ident.container_token, what="container token file")
         # SIGTERM/SIGINT end serve (exit 0, within 2 s) from here on, even during a PIN prompt or the
         # first CreateSession (--exit-on-failure): those run with ``starting`` set, and a stop cancels them
         handle_signals(*refreshers)
@@ -378,4 +381,7 @@ def run(args: argparse.Namespace) -> int:
         for r in refreshers:
             r.close()
         notifier.close()
+        for ident in identities:
+            if isinstance(ident.container_token, bytearray):
+                wipe(ident.container_token)
     return 0

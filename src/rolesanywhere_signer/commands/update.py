@@ -19,23 +19,31 @@ def register(sub: Any, name: str) -> None:
     )
     p.add_argument("--profile", default="default", help="profile to write (default %(default)s)")
     p.add_argument("--once", action="store_true", help="write once and exit instead of running in a loop")
+    p.add_argument(
+        "--as-user",
+        metavar="NAME",
+        help="(root) write the file for this user: checked as that user would trust it, owned by them, "
+        "default path in their home [ours]",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import logging
-    import os
     import signal
 
     from ..arn import validate_request
     from ..cli import use_log_format
     from ..cliargs import identity_from_args, request_from_args
-    from ..credfile import check_profile_name, credentials_path, locked, prepare_directory, resolve_target
-    from ..credfile import write_credentials as write
+    from ..credentials import Credentials
+    from ..credfile import LOCK_TIMEOUT, check_profile_name, credentials_path
+    from ..credfile import write_credentials as write_file
     from ..enroll.cliargs import renew_options_from_args
     from ..enroll.install import repair_interrupted_switch
     from ..enroll.schedule import start_for as start_renewal
-    from ..errors import InputError, SignerError
+    from ..errors import SignerError
+    from ..files import Owner, locked, prepare_target
+    from ..hardening import harden_process
     from ..refresher import MAX_SLEEP, Refresher, handle_signals
     from ..transport import Cancelled
 
@@ -48,13 +56,17 @@ def run(args: argparse.Namespace) -> int:
     validate_request(request)
     if renewal is not None:
         repair_interrupted_switch(identity)
-    path = credentials_path()
-    target = resolve_target(path)
-    if os.path.isdir(target.path):  # before the lock file appears beside it, and before any PIN prompt
-        raise InputError(f"credentials file {path} is a directory", hint="set AWS_SHARED_CREDENTIALS_FILE to a file")
-    prepare_directory(target.directory)  # an unusable directory fails before any PIN prompt
-    with locked(target):  # the lock file can be created: the directory is writable
+    owner = Owner.named(args.as_user) if args.as_user else Owner.me()
+    path = credentials_path(home=owner.home if args.as_user else None)
+    # an unusable or untrusted path fails before any PIN prompt, and before the lock file appears
+    target = prepare_target(path, "credentials file", owner=owner)
+    with locked(target, LOCK_TIMEOUT, what="credentials file"):  # the lock file is usable
         pass
+    harden_process()
+
+    def write(path: str, profile: str, creds: Credentials) -> str:
+        return write_file(path, profile, creds, owner=owner)
+
     refresher = Refresher(identity, request, timeout=args.timeout)
     # a SIGHUP (a renewal hook) during start-up must not kill the process, as its default action
     # would: until the full handlers are in, it just asks for a reload

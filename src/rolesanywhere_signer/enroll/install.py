@@ -48,6 +48,10 @@ def _check_target(path: str) -> int:
     """The mode to give the replacement; refuses a symlink or a non-file target."""
     import stat
 
+    from ..files import prepare_target
+
+    # StrictModes (files.py): no directory on the way that another user could write or own
+    prepare_target(path, "certificate or chain file", create_dirs=False, follow=False)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
