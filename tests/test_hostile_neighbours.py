@@ -673,7 +673,9 @@ def test_crlf_credentials_reach_neither_stdout_nor_the_cache(kit: tuple[Path, Pa
 def test_crlf_credentials_are_never_served(kit: tuple[Path, Path]) -> None:
     srv = _crlf_endpoint()
     try:
-        args = ["serve", "--certificate", str(kit[0]), "--private-key", str(kit[1]), *ARN_ARGS]
+        # --exit-on-failure: the first CreateSession before listening, so its refusal ends serve
+        # (without it serve answers 503 "no credentials yet: <reason>" and retries)
+        args = ["serve", "--exit-on-failure", "--certificate", str(kit[0]), "--private-key", str(kit[1]), *ARN_ARGS]
         proc = run_cli([*args, "--endpoint", srv.url, "--port", str(free_port())], timeout=BOUND)
     finally:
         srv.stop()
