@@ -134,6 +134,7 @@ def test_library_api_and_update(pki: PKI, endpoint: LocalEndpoint, tmp_path: Pat
 
 def test_serve_answers_with_mldsa_credentials(pki: PKI, endpoint: LocalEndpoint, tmp_path: Path) -> None:
     import time
+    import urllib.error
     import urllib.request
 
     from support.util import free_port
@@ -166,7 +167,14 @@ def test_serve_answers_with_mldsa_credentials(pki: PKI, endpoint: LocalEndpoint,
         get = urllib.request.Request(base, headers={"X-aws-ec2-metadata-token": token})
         role = urllib.request.urlopen(get, timeout=2).read().decode().strip()
         get = urllib.request.Request(base + role, headers={"X-aws-ec2-metadata-token": token})
-        doc = json.loads(urllib.request.urlopen(get, timeout=2).read())
+        while True:  # serve listens at once and answers 503 until its first CreateSession is done
+            try:
+                doc = json.loads(urllib.request.urlopen(get, timeout=2).read())
+                break
+            except urllib.error.HTTPError as e:
+                if e.code != 503 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         assert doc["Code"] == "Success" and doc["AccessKeyId"].startswith("ASIA")
     finally:
         proc.terminate()

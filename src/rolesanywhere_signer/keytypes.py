@@ -14,14 +14,13 @@ hold names and OIDs, and ``cryptography`` is imported inside the functions that 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import NotSupportedError
 from .protocol import ALGORITHM_ECDSA, ALGORITHM_MLDSA, ALGORITHM_RSA
+from .records import Record
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurve
@@ -48,9 +47,34 @@ OID_SHA256_WITH_RSA = "1.2.840.113549.1.1.11"
 OID_ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2"
 
 
-@dataclass(frozen=True)
-class KeyType:
-    """One kind of key Roles Anywhere accepts, and everything the code needs to know about it."""
+class KeyType(Record):
+    """One kind of key Roles Anywhere accepts, and everything the code needs to know about it.
+
+    A ``Record``, not a dataclass: this module is on every cold run, and ``@dataclass`` compiles its
+    methods from source when the class is made (records.py).
+    """
+
+    _fields = (
+        "name",
+        "family",
+        "cli_name",
+        "title",
+        "bits",
+        "algorithm",
+        "prehash",
+        "encoding",
+        "signature_oid",
+        "signature_params_null",
+        "curve",
+        "curve_oid",
+        "pkcs11_key_type",
+        "pkcs11_raw_mechanism",
+        "pkcs11_hashing_mechanisms",
+        "tpm_scheme",
+        "tpm_curve",
+    )
+    __slots__ = _fields
+    _shown = _fields
 
     name: str  # "RSA-2048", "EC-P256"
     family: Family
@@ -65,16 +89,61 @@ class KeyType:
     #: the X.509/CSR signatureAlgorithm for a signature with ``prehash``; RSA's carries NULL parameters
     signature_oid: str
     signature_params_null: bool
-    curve: str | None = None  # cryptography/OpenSSL curve name ("secp256r1")
-    curve_oid: str | None = None  # namedCurve OID (PKCS#11 CKA_EC_PARAMS, key generation)
+    curve: str | None  # cryptography/OpenSSL curve name ("secp256r1")
+    curve_oid: str | None  # namedCurve OID (PKCS#11 CKA_EC_PARAMS, key generation)
     #: PKCS#11: the ``pkcs11.KeyType`` member, the mechanism fed the host's hash (plus DigestInfo
     #: for RSA), and the mechanisms that hash on the token, by digest
-    pkcs11_key_type: str | None = None
-    pkcs11_raw_mechanism: str | None = None
-    pkcs11_hashing_mechanisms: tuple[tuple[DigestName, str], ...] = ()
+    pkcs11_key_type: str | None
+    pkcs11_raw_mechanism: str | None
+    pkcs11_hashing_mechanisms: tuple[tuple[DigestName, str], ...]
     #: TPM 2.0: the ``TPM2_ALG`` signing scheme and, for EC, the ``TPM2_ECC`` curve
-    tpm_scheme: str | None = None
-    tpm_curve: str | None = None
+    tpm_scheme: str | None
+    tpm_curve: str | None
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        family: Family,
+        cli_name: str,
+        title: str,
+        bits: int,
+        algorithm: str,
+        prehash: DigestName | None,
+        encoding: Encoding,
+        signature_oid: str,
+        signature_params_null: bool,
+        curve: str | None = None,
+        curve_oid: str | None = None,
+        pkcs11_key_type: str | None = None,
+        pkcs11_raw_mechanism: str | None = None,
+        pkcs11_hashing_mechanisms: tuple[tuple[DigestName, str], ...] = (),
+        tpm_scheme: str | None = None,
+        tpm_curve: str | None = None,
+    ) -> None:
+        self._init(
+            name=name,
+            family=family,
+            cli_name=cli_name,
+            title=title,
+            bits=bits,
+            algorithm=algorithm,
+            prehash=prehash,
+            encoding=encoding,
+            signature_oid=signature_oid,
+            signature_params_null=signature_params_null,
+            curve=curve,
+            curve_oid=curve_oid,
+            pkcs11_key_type=pkcs11_key_type,
+            pkcs11_raw_mechanism=pkcs11_raw_mechanism,
+            pkcs11_hashing_mechanisms=pkcs11_hashing_mechanisms,
+            tpm_scheme=tpm_scheme,
+            tpm_curve=tpm_curve,
+        )
+
+    def with_changes(self, **changes: Any) -> KeyType:
+        """A copy with some fields changed (``dataclasses.replace`` for this record)."""
+        return KeyType(**{**self.__dict__, **changes})
 
     # -- how a signature is made and checked
 
@@ -256,7 +325,7 @@ def rsa_key_type(bits: int) -> KeyType | None:
     for kt in KEY_TYPES:
         if kt.family == "rsa" and kt.bits == bits:
             return kt
-    return dataclasses.replace(RSA_2048, name=f"RSA-{bits}", cli_name=f"rsa{bits}", title=f"RSA {bits}", bits=bits)
+    return RSA_2048.with_changes(name=f"RSA-{bits}", cli_name=f"rsa{bits}", title=f"RSA {bits}", bits=bits)
 
 
 def key_type_of(public_key: PublicKeyTypes, what: str = "") -> KeyType:
