@@ -177,7 +177,8 @@ def test_rejects_unsigned_required_headers(pki: PKI, endpoint: LocalEndpoint) ->
 
 def test_rejects_wrong_algorithm_for_key(pki: PKI, endpoint: LocalEndpoint) -> None:
     leaf = pki.leaf("ec-p256")
-    s = dataclasses.replace(signer_for(leaf), algorithm=protocol.ALGORITHM_RSA)
+    s = signer_for(leaf)
+    s.algorithm = protocol.ALGORITHM_RSA  # an EC key claiming the RSA algorithm
     assert_refused(send(endpoint, s), 403, "AccessDeniedException", "does not match")
 
 

@@ -38,21 +38,6 @@ OID_SEALED = "2.23.133.10.1.5"
 
 #: TPM_RH_OWNER: the key's parent is the owner hierarchy's standard storage primary
 RH_OWNER = 0x40000001
-#: ``--private-key handle:0x81000010``: a persistent key inside the TPM instead of a file
-HANDLE_PREFIX = "handle:"
-
-
-def is_tpm_handle(value: str) -> bool:
-    return value.lower().startswith(HANDLE_PREFIX)
-
-
-def is_tss2_file(path: str) -> bool:
-    """The file begins a ``TSS2 PRIVATE KEY`` block in its first 4 KiB (a cheap sniff, no parsing)."""
-    from .files import read_head  # non-blocking, regular files only: a FIFO must not hang the sniff
-
-    head = read_head(path, 4096)
-    return head is not None and _BEGIN in head  # else whoever opens it for real reports the error
-
 
 _SEQUENCE, _INTEGER, _OCTETS, _OID, _BOOLEAN, _UTF8 = 0x30, 0x02, 0x04, 0x06, 0x01, 0x0C
 

@@ -131,7 +131,7 @@ def _claims_pkcs11(opts: IdentityOptions) -> bool:
 
 
 def _claims_tpm(opts: IdentityOptions) -> bool:
-    from ..tss2 import is_tpm_handle
+    from ..tss2_sniff import is_tpm_handle
 
     key = opts.private_key
     if key and is_tpm_handle(key):
@@ -147,7 +147,7 @@ def _claims_any(opts: IdentityOptions) -> bool:
 
 def _holds_tss2(source: str) -> bool:
     from ..inputs import is_inline, read_input
-    from ..tss2 import is_tss2_file
+    from ..tss2_sniff import is_tss2_file
 
     if is_inline(source):  # env:NAME or - (standard input, read once and kept)
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..certs import (
@@ -35,20 +34,28 @@ PKCS12_PASSWORD_ENV = "ROLESANYWHERE_SIGNER_PKCS12_PASSWORD"
 _PASSWORD_HINT = f"pass --pkcs8-password, set {PASSWORD_ENV}, or run it from a terminal"
 
 
-@dataclass
 class PemSigner:
-    """A software key held in this process."""
+    """A software key held in this process.
 
-    key: PrivateKeyTypes = field(repr=False)
-    certificate: x509.Certificate
-    chain: Sequence[x509.Certificate]
-    algorithm: str
-    source: str
+    A plain class (no ``@dataclass``: its class-creation cost is on every cold run, records.py).
+    """
 
-    _sign: Callable[[bytes, DigestName], bytes] = field(init=False, repr=False, compare=False)
+    __slots__ = ("_sign", "algorithm", "certificate", "chain", "key", "source")
 
-    def __post_init__(self) -> None:
-        self._sign = software_signer(self.key, self.source)
+    def __init__(
+        self,
+        key: PrivateKeyTypes,
+        certificate: x509.Certificate,
+        chain: Sequence[x509.Certificate],
+        algorithm: str,
+        source: str,
+    ) -> None:
+        self.key = key
+        self.certificate = certificate
+        self.chain = chain
+        self.algorithm = algorithm
+        self.source = source
+        self._sign = software_signer(key, source)
 
     def __repr__(self) -> str:
         return f"PemSigner(source={self.source!r}, certificate={describe(self.certificate)!r})"
@@ -216,20 +223,18 @@ def looks_like_pkcs12(data: bytes) -> bool:
     return data[:1] == b"\x30" and b"\x02\x01\x03" in data[2:8]
 
 
-@dataclass
 class PemKey:
     """A software key alone (``KeyHandle``), for CSRs and checks before a certificate exists."""
 
-    key: PrivateKeyTypes = field(repr=False)
-    source: str
+    __slots__ = ("_sign", "key", "source")
+
+    def __init__(self, key: PrivateKeyTypes, source: str) -> None:
+        self.key = key
+        self.source = source
+        self._sign = software_signer(key, source)
 
     def __repr__(self) -> str:
         return f"PemKey(source={self.source!r})"
-
-    _sign: Callable[[bytes, DigestName], bytes] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self._sign = software_signer(self.key, self.source)
 
     def public_key(self) -> PublicKeyTypes:
         return self.key.public_key()

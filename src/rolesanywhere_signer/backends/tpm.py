@@ -97,7 +97,8 @@ def parse_handle(value: str) -> int:
 
 def key_ref(opts: IdentityOptions) -> KeyRef:
     from ..inputs import label, read_input
-    from ..tss2 import is_tpm_handle, parse_pem
+    from ..tss2 import parse_pem
+    from ..tss2_sniff import is_tpm_handle
 
     # a combo file (TSS2 key and its certificate) may come as --certificate alone, as in the reference
     value = opts.private_key or opts.certificate

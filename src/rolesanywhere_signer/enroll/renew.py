@@ -397,7 +397,7 @@ class Renewer:
         import os
 
         from ..backends import backend_for
-        from ..tss2 import is_tpm_handle
+        from ..tss2_sniff import is_tpm_handle
 
         path = self.identity.private_key
         kind = backend_for(self.identity).name
