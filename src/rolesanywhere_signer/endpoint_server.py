@@ -288,6 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # socketserver's default backlog of 5 drops connects under bursts
     state: EndpointState
 
 
