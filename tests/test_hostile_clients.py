@@ -78,7 +78,7 @@ def start_serve(pki: PKI, endpoint: LocalEndpoint, tmp_path: Path) -> Iterator[C
         # the hostile cases start once a client could be served
         while time.monotonic() < deadline:
             assert proc.poll() is None, s.stderr_text()
-            if endpoint.state.sessions_created and _has_credentials(port):
+            if endpoint.state.sessions_created and botocore_fetch(port)[0]:  # {} on a 503
                 return s
             time.sleep(0.05)
         raise AssertionError("serve got no credentials")
@@ -92,28 +92,6 @@ def start_serve(pki: PKI, endpoint: LocalEndpoint, tmp_path: Path) -> Iterator[C
             except subprocess.TimeoutExpired:
                 s.proc.kill()
                 s.proc.wait(5)
-
-
-def _has_credentials(port: int) -> bool:
-    """True when serve answers the IMDS credentials GET with 200 (not 503 "no credentials yet")."""
-    import urllib.error
-    import urllib.request
-
-    base = f"http://127.0.0.1:{port}/latest"
-    try:
-        put = urllib.request.Request(
-            f"{base}/api/token", method="PUT", headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}
-        )
-        token = urllib.request.urlopen(put, timeout=2).read().decode()
-        creds = f"{base}/meta-data/iam/security-credentials/"
-        role = urllib.request.urlopen(
-            urllib.request.Request(creds, headers={"X-aws-ec2-metadata-token": token}), timeout=2
-        )
-        name = role.read().decode().strip()
-        get = urllib.request.Request(creds + name, headers={"X-aws-ec2-metadata-token": token})
-        return bool(urllib.request.urlopen(get, timeout=2).status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def botocore_fetch(port: int) -> tuple[dict[str, Any], float]:
