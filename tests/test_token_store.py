@@ -46,13 +46,48 @@ def test_expiry_and_bounded_bookkeeping() -> None:
     assert not any(store.valid(t) for t in short)
     store.issue(600)  # each PUT drops what has expired
     assert len(store) == 2
-    for i in range(20_000):  # churn: evictions leave heap entries behind, compaction bounds them
+    for i in range(20_000):  # churn: evicted tokens leave their buckets at once
         store.issue(1 + i % 5)
         if i % 1000 == 0:
             clock.now += 3
+        if i % 997 == 0:
+            bucketed, seconds = store.bookkeeping()
+            assert bucketed == len(store)
+            assert seconds <= 600 + 2  # one heap entry per second of the longest TTL, at most
     assert len(store) <= 50 + 1
-    assert len(store._heap) <= len(store) + len(store) // 4 + 64 + 1
     assert store.valid(long)
+
+
+def test_bookkeeping_stays_bounded_under_random_ttls_and_gets() -> None:
+    clock = Clock()
+    store = TokenStore(limit=64, used_limit=16, monotonic=clock)
+    import random
+
+    rng = random.Random(7)
+    tokens: list[str] = []
+    for i in range(30_000):
+        tokens.append(store.issue(rng.randint(1, 21600)))
+        if rng.random() < 0.3:
+            store.valid(rng.choice(tokens[-200:]))  # used tokens churn through their own bound
+        if i % 50 == 0:
+            clock.now += rng.random() * 5
+        if i % 1000 == 0:
+            bucketed, seconds = store.bookkeeping()
+            assert bucketed == len(store) <= 64 + 16
+            assert seconds <= 21600 + 2
+    clock.now += 21601  # everything has expired: the next PUT empties every bucket
+    store.issue(1)
+    assert len(store) == 1
+    assert store.bookkeeping() == (1, 1)
+
+
+def test_a_get_with_an_expired_fresh_token_forgets_it() -> None:
+    clock = Clock()
+    store = TokenStore(monotonic=clock)
+    t = store.issue(2)
+    clock.now += 2
+    assert not store.valid(t)
+    assert len(store) == 0 and store.bookkeeping()[0] == 0
 
 
 def test_expired_used_token_is_refused() -> None:

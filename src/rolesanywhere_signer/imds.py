@@ -67,6 +67,11 @@ log = logging.getLogger("rolesanywhere_signer.serve")
 DEFAULT_BIND = ("127.0.0.1", "::1")
 
 
+#: the stand-in for an expiry bucket whose tokens have all left early (never added to: every
+#: use checks for it by identity first)
+_EMPTIED: set[str] = set()
+
+
 class TokenStore:
     """IMDSv2 session tokens: random, expiring, bounded; PUT and GET cost the same at any size.
 
@@ -74,9 +79,14 @@ class TokenStore:
     used (``_used``, in least-recently-used order). A PUT that finds ``limit`` fresh tokens drops
     the oldest *fresh* one, so a flood of PUTs can never evict a token a client is using; used
     tokens have their own bound (``used_limit``, least recently used dropped first), which only
-    GETs with valid tokens can fill. Expiry goes through a heap of (expiry, token): each PUT pops
-    what has expired, and entries left behind by evictions are compacted away once they
-    pass a quarter of the live ones, so every operation is amortised O(log n) and memory stays bounded.
+    GETs with valid tokens can fill.
+
+    Expiry is bucketed by the second: every live token sits in the bucket of the second after it
+    expires, and a heap holds each bucket's second once. A PUT empties the buckets whose second
+    has passed; a token dropped early (evicted, or found expired by a GET) leaves its bucket at
+    once. So every operation is O(1) plus O(log n) heap steps per second of expiry, nothing is
+    ever rebuilt, the buckets hold exactly the live tokens, and the heap at most one entry per
+    second of the longest TTL.
     """
 
     def __init__(
@@ -84,7 +94,9 @@ class TokenStore:
     ) -> None:
         self._fresh: OrderedDict[str, float] = OrderedDict()
         self._used: OrderedDict[str, float] = OrderedDict()
-        self._heap: list[tuple[float, str]] = []
+        #: expiry second -> the tokens expiring in the second before it; and those seconds, a heap
+        self._buckets: dict[int, set[str]] = {}
+        self._seconds: list[int] = []
         self._limit = limit
         self._used_limit = limit if used_limit is None else used_limit
         self._monotonic = monotonic
@@ -95,26 +107,39 @@ class TokenStore:
         now = self._monotonic()
         expires = now + ttl
         with self._lock:
-            self._expire(now)
+            if self._seconds and self._seconds[0] <= now:
+                self._expire(now)
             fresh = self._fresh
             while len(fresh) >= self._limit:
-                fresh.popitem(last=False)  # the oldest never-used token; used ones are never touched
+                old, old_expires = fresh.popitem(last=False)  # the oldest never-used token
+                self._unbucket(old, old_expires)
             fresh[token] = expires
-            heap = self._heap
-            heapq.heappush(heap, (expires, token))
-            live = len(fresh) + len(self._used)
-            if len(heap) > live + live // 4 + 64:
-                # evicted tokens left their entries behind: rebuild from the live ones
-                self._heap = [(e, t) for t, e in fresh.items()] + [(e, t) for t, e in self._used.items()]
-                heapq.heapify(self._heap)
+            second = int(expires) + 1
+            bucket = self._buckets.get(second)
+            if bucket is None:
+                bucket = self._buckets[second] = set()
+                heapq.heappush(self._seconds, second)
+            elif bucket is _EMPTIED:
+                bucket = self._buckets[second] = set()  # its second is still in the heap
+            bucket.add(token)
         return token
 
+    def _unbucket(self, token: str, expires: float) -> None:
+        second = int(expires) + 1
+        bucket = self._buckets.get(second)
+        if bucket is not None and bucket is not _EMPTIED:
+            bucket.discard(token)
+            if not bucket:
+                # the second stays (its heap entry is popped when it passes, so a second is never
+                # pushed twice), its set goes: a flood of distinct TTLs keeps no empty sets
+                self._buckets[second] = _EMPTIED
+
     def _expire(self, now: float) -> None:
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            _, token = heapq.heappop(heap)
-            self._fresh.pop(token, None)
-            self._used.pop(token, None)
+        seconds, buckets, fresh, used = self._seconds, self._buckets, self._fresh, self._used
+        while seconds and seconds[0] <= now:
+            for token in buckets.pop(heapq.heappop(seconds), ()):
+                if fresh.pop(token, None) is None:
+                    used.pop(token, None)
 
     def valid(self, token: str | None) -> bool:
         if not token:
@@ -126,16 +151,26 @@ class TokenStore:
             if expires is not None:
                 if expires <= now:
                     del used[token]
+                    self._unbucket(token, expires)
                     return False
                 used.move_to_end(token)
                 return True
             expires = self._fresh.pop(token, None)
-            if expires is None or expires <= now:
+            if expires is None:
+                return False
+            if expires <= now:
+                self._unbucket(token, expires)
                 return False
             while len(used) >= self._used_limit:
-                used.popitem(last=False)
+                old, old_expires = used.popitem(last=False)
+                self._unbucket(old, old_expires)
             used[token] = expires
         return True
+
+    def bookkeeping(self) -> tuple[int, int]:
+        """(tokens in expiry buckets, seconds in the heap): what tests check stays bounded."""
+        with self._lock:
+            return sum(len(b) for b in self._buckets.values()), len(self._seconds)
 
     def __len__(self) -> int:
         with self._lock:

@@ -71,9 +71,13 @@ BACKLOG = 256
 #: the methods the old handler had ``do_*`` for; anything else is 501 before any other check
 METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "PATCH"})
 SERVER_HEADER = b"Server: rolesanywhere-signer \r\n"  # what http.server sent ("name" + " " + "")
-_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_CR_LF = frozenset(b"\r\n")
+#: the characters of an RFC 9110 token (a header name)
+_TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _EXPLAIN = {s.value: s.description for s in HTTPStatus}
+_TTL_KEY = TTL_HEADER.lower()
+_TOKEN_KEY = TOKEN_HEADER.lower()
 _TOO_LONG = f"got more than {MAX_HEADER_BYTES} bytes when reading header line"
 #: headers that must appear at most once (RFC 9110/9112: a second one is a smuggling attempt)
 _SINGLE = frozenset({"host", "content-length"})
@@ -132,22 +136,26 @@ class _Date:
 _date = _Date()
 
 
+#: per status: the status line and the Server header, and per content type the start of the
+#: headers that follow the Date line (an answer is these pieces joined, not a format per request)
+_HEADS: dict[int, bytes] = {}
+_TYPES: dict[str, bytes] = {}
+_TAIL = b"\r\nCache-Control: no-store\r\n\r\n"
+
+
 def response(status: int, body: bytes, content_type: str, *, version: str = "HTTP/1.1", extra: bytes = b"") -> bytes:
     """A whole answer as the old handler's ``_send`` wrote it (status, Server, Date, type, length)."""
     if version == "HTTP/0.9":
         return body  # http.server wrote neither status line nor headers to an HTTP/0.9 client
-    return b"".join(
-        (
-            f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n".encode("latin-1"),
-            SERVER_HEADER,
-            _date.line(),
-            extra,
-            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\nCache-Control: no-store\r\n\r\n".encode(
-                "latin-1"
-            ),
-            body,
-        )
-    )
+    head = _HEADS.get(status)
+    if head is None:
+        head = _HEADS[status] = f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n".encode("latin-1") + SERVER_HEADER
+    ctype = _TYPES.get(content_type)
+    if ctype is None:
+        ctype = f"Content-Type: {content_type}\r\nContent-Length: ".encode("latin-1")
+        if len(_TYPES) < 16:  # the routes use three
+            _TYPES[content_type] = ctype
+    return b"".join((head, _date.line(), extra, ctype, b"%d" % len(body), _TAIL, body))
 
 
 def error_page(
@@ -203,10 +211,26 @@ def _parse_version(version: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def parse_head(head: bytes) -> _Request:
-    """Request line and headers (without the blank line); raise ``_BadRequest`` with the answer."""
-    lines = head.split(b"\n")
-    first = lines[0].rstrip(b"\r")
+#: request lines seen before -> (method, path, version, close, requestline): clients repeat the
+#: same few lines, so the checks below run once per distinct line. Only accepted lines of at most
+#: ``_LINE_CACHE_MAX_LEN`` bytes are kept, and at most ``_LINE_CACHE_SIZE`` of them.
+_LINE_CACHE: dict[bytes, tuple[str, str, str, bool, str]] = {}
+_LINE_CACHE_SIZE = 256
+_LINE_CACHE_MAX_LEN = 512
+
+
+#: header lines seen before -> (name, value), the same way: Host, User-Agent and the TTL header
+#: repeat from request to request. Lines that carry a secret are never kept.
+_HEADER_CACHE: dict[bytes, tuple[str, str]] = {}
+_HEADER_CACHE_SIZE = 512
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", _TOKEN_KEY})
+
+
+def _request_line(first: bytes) -> tuple[str, str, str, bool, str]:
+    """Method, path, version, whether the connection closes after it, and the line as text."""
+    cached = _LINE_CACHE.get(first)
+    if cached is not None:
+        return cached
     if len(first) > MAX_REQUEST_LINE:
         raise _BadRequest(error_page(414, version=""))
     requestline = first.decode("latin-1")
@@ -230,20 +254,43 @@ def parse_head(head: bytes) -> _Request:
             raise _BadRequest(error_page(400, f"Bad HTTP/0.9 request type ({method!r})", version=version))
     if path.startswith("//"):
         path = "/" + path.lstrip("/")  # as http.server: never an open redirect or a scheme-relative path
+    parsed = (method, path, version, close, requestline)
+    if len(first) <= _LINE_CACHE_MAX_LEN:
+        if len(_LINE_CACHE) >= _LINE_CACHE_SIZE:
+            _LINE_CACHE.clear()  # a client cycling through distinct lines: start over, stay bounded
+        _LINE_CACHE[first] = parsed
+    return parsed
+
+
+def parse_head(head: bytes) -> _Request:
+    """Request line and headers (without the blank line); raise ``_BadRequest`` with the answer."""
+    lines = head.split(b"\n")
+    method, path, version, close, requestline = _request_line(lines[0].rstrip(b"\r"))
     if len(lines) - 1 > MAX_HEADERS:
         raise _BadRequest(error_page(431, "Too many headers", f"got more than {MAX_HEADERS} headers", version=version))
     if len(head) - len(lines[0]) > MAX_HEADER_BYTES:
         raise _BadRequest(error_page(431, "Line too long", _TOO_LONG, version=version))
     headers = Headers()
-    for raw in lines[1:]:
-        line = raw.rstrip(b"\r")
-        colon = line.find(b":")
-        # strict: a name is a token right before the colon; folded lines and garbage are refused
-        if colon <= 0 or not _TOKEN_CHARS.issuperset(line[:colon]):
-            raise _BadRequest(error_page(400, "Bad header line", version=version))
-        name = line[:colon].decode("ascii").lower()
+    del lines[0]
+    known = _HEADER_CACHE
+    for raw in lines:
+        parsed = known.get(raw)
+        if parsed is None:
+            line = raw.rstrip(b"\r")
+            colon = line.find(b":")
+            name_bytes = line[:colon]
+            # strict: a name is a token right before the colon; folded lines and garbage are
+            # refused (deleting every token character from the name must leave nothing)
+            if colon <= 0 or name_bytes.translate(None, _TOKEN_BYTES):
+                raise _BadRequest(error_page(400, "Bad header line", version=version))
+            parsed = (name_bytes.lower().decode("ascii"), line[colon + 1 :].decode("latin-1").strip(" \t"))
+            if len(raw) <= _LINE_CACHE_MAX_LEN and parsed[0] not in _SECRET_HEADERS:
+                if len(known) >= _HEADER_CACHE_SIZE:
+                    known.clear()
+                known[raw] = parsed
+        name = parsed[0]
         if name not in headers:
-            headers[name] = line[colon + 1 :].decode("latin-1").strip(" \t")
+            headers[name] = parsed[1]
         elif name in _SINGLE:
             # two Hosts or two lengths: a proxy in front may have read the other one (smuggling)
             raise _BadRequest(error_page(400, f"Duplicate {name} header", version=version))
@@ -253,11 +300,13 @@ def parse_head(head: bytes) -> _Request:
             raise _BadRequest(error_page(400, "Content-Length with Transfer-Encoding", version=version))
         if not (length.isascii() and length.isdigit()) or len(length) > MAX_DIGITS:
             raise _BadRequest(error_page(400, "Bad Content-Length", version=version))
-    conntype = headers.get("connection", "").lower()
-    if conntype == "close":
-        close = True
-    elif conntype == "keep-alive":
-        close = False
+    conntype = headers.get("connection")
+    if conntype is not None:
+        conntype = conntype.lower()
+        if conntype == "close":
+            close = True
+        elif conntype == "keep-alive":
+            close = False
     return _Request(method, path, version, headers, close, requestline)
 
 
@@ -267,6 +316,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, service: HttpService, listener: Listener) -> None:
         self.service = service
         self.listener = listener
+        self._route = service.routes.answer
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.pending: _Request | None = None
@@ -381,6 +431,8 @@ class _Connection(asyncio.Protocol):
                     break
                 req = self.pending
                 if req is None:
+                    if not buf:
+                        break
                     req = self._next_head(out)
                     if req is None:
                         break
@@ -410,25 +462,29 @@ class _Connection(asyncio.Protocol):
             self.head_started = self.service.loop.time()
         assert self.transport is not None
         if out:
-            self.transport.write(b"".join(out))
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
         if self.closing:
             self.transport.close()
-        self._update_reading()
+        if self._reading is (self._write_paused or self._scheduled or self.closing):
+            self._update_reading()  # only when reading must pause or resume
 
     def _next_head(self, out: list[bytes]) -> _Request | None:
         buf = self.buf
-        while buf[:2] == b"\r\n" or buf[:1] == b"\n":  # empty lines before a request are ignored
-            del buf[: 2 if buf[:1] == b"\r" else 1]
-            self.scanned = 0
+        if buf and buf[0] in _CR_LF:
+            while buf[:2] == b"\r\n" or buf[:1] == b"\n":  # empty lines before a request are ignored
+                del buf[: 2 if buf[:1] == b"\r" else 1]
+                self.scanned = 0
         # scan only what came since the last look: a client trickling a byte at a time must not
         # make every packet rescan up to 128 KiB
-        start = max(0, self.scanned - 2)
-        a = buf.find(b"\n\r\n", start)
+        start = self.scanned - 2 if self.scanned > 2 else 0
+        end = buf.find(b"\n\r\n", start)
         # a bare-LF end counts only before the first CRLF one: searching the whole buffer for it
         # would rescan every pipelined request behind this one (quadratic under a flood)
-        b = buf.find(b"\n\n", start, a + 2 if a >= 0 else len(buf))
-        ends = [(i, n) for i, n in ((a, 3), (b, 2)) if i >= 0]
-        if not ends:
+        b = buf.find(b"\n\n", start, end + 2 if end >= 0 else len(buf))
+        skip = 3
+        if b >= 0:  # never at or after a CRLF end (that one has "\r" where this has "\n")
+            end, skip = b, 2
+        if end < 0:
             self.scanned = len(buf)
             if len(buf) > MAX_HEADER_BYTES:
                 nl = buf.find(b"\n", 0, MAX_REQUEST_LINE + 2)
@@ -440,7 +496,6 @@ class _Connection(asyncio.Protocol):
                     self.closing = True
             return None
         self.scanned = 0
-        end, skip = min(ends)
         head = bytes(buf[:end])
         del buf[: end + skip]
         self.head_started = self.service.loop.time() if buf else None
@@ -482,7 +537,7 @@ class _Connection(asyncio.Protocol):
 
     def _answer(self, req: _Request, body: bytes) -> bytes:
         try:
-            status, answer = self.service.routes.answer(req.method, req.path, req.headers, self.peer_ok)
+            status, answer = self._route(req.method, req.path, req.headers, self.peer_ok)
         except _BadRequest as e:  # a value no client sends (a 5,000-digit TTL): answer and close
             req.close = True
             status, answer = 400, e.answer
@@ -725,6 +780,8 @@ class Routes:
     def __init__(self, app: CredentialServer) -> None:
         self.app = app
         self.config = app.config
+        self._allow_remote = app.config.allow_remote
+        self._tokens = app.tokens
         #: IMDS serves the default identity (an instance has one role); None: IMDS answers 404
         self._default = next((i for i in app.identities if i.default), None)
         #: container path -> (identity, its Authorization token): /credentials/<name>, and
@@ -739,8 +796,12 @@ class Routes:
         #: identity name -> (credentials object, container answer body, IMDS answer body):
         #: rendered once per refresh
         self._rendered: dict[str, tuple[object, bytes, bytes]] = {}
+        #: (identity name, container?) -> (the body, the Date line, the whole answer): the answer
+        #: is built again only when the body or the second changes
+        self._answers: dict[tuple[str, bool], tuple[bytes, bytes, bytes]] = {}
 
     def _host_ok(self, header: str) -> bool:
+        """Whether a Host header names this server (``answer`` looks in ``_hosts`` first)."""
         ok = self._hosts.get(header)
         if ok is None:
             ok = self.config.host_allowed(host_of(header))
@@ -751,28 +812,29 @@ class Routes:
 
     def answer(self, method: str, path: str, headers: dict[str, str], peer_ok: bool) -> tuple[int, bytes]:
         # refusals common to every route, in the old handler's order
-        if not self.config.allow_remote and not peer_ok:
+        if not peer_ok and not self._allow_remote:
             return _json(403, "requests from other hosts are refused")
         if "x-forwarded-for" in headers:
             return _json(400, "X-Forwarded-For is not accepted")
         host = headers.get("host")
-        if host is None or not self._host_ok(host):
+        if host is None or not (self._hosts.get(host) or self._host_ok(host)):
             return _json(403, "Host header is not an address this server listens on")
         if method == "GET":
             return self._get(path, headers)
         if method == "PUT":
             if path != TOKEN_PATH:
                 return _json(404, "not found")
-            ttl_text = headers.get(TTL_HEADER.lower(), "").strip()
+            ttl_text = headers.get(_TTL_KEY, "").strip()
             if len(ttl_text) > MAX_DIGITS:
                 raise _BadRequest(error_page(400, f"{TTL_HEADER} is too long"))
-            if not (ttl_text.isascii() and ttl_text.isdigit()) or not 1 <= int(ttl_text) <= MAX_TTL:
+            if not (ttl_text.isascii() and ttl_text.isdigit()) or not 1 <= (ttl := int(ttl_text)) <= MAX_TTL:
                 return _json(400, f"{TTL_HEADER} must be 1..{MAX_TTL}")
-            return 200, response(200, self.app.tokens.issue(int(ttl_text)).encode(), "text/plain")
+            return 200, response(200, self._tokens.issue(ttl).encode(), "text/plain")
         return _json(405, "method not allowed")
 
     def _get(self, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        path = path.split("?", 1)[0]
+        if "?" in path:
+            path = path.split("?", 1)[0]
         container = self._containers.get(path)
         if container is not None:
             given = headers.get("authorization") or ""
@@ -780,13 +842,13 @@ class Routes:
                 return _json(401, "missing or wrong Authorization token")
             return self._credentials(container[0], container=True)
         ident = self._default
-        if ident is not None and (path.rstrip("/") + "/" == CREDS_PATH or path.startswith(CREDS_PATH)):
-            if not self.app.tokens.valid(headers.get(TOKEN_HEADER.lower())):
+        if ident is not None and (path.startswith(CREDS_PATH) or path.rstrip("/") + "/" == CREDS_PATH):
+            if not self._tokens.valid(headers.get(_TOKEN_KEY)):
                 return _json(401, "missing, unknown or expired IMDSv2 token")
-            role = path[len(CREDS_PATH) :] if path.startswith(CREDS_PATH) else ""
+            role = path[len(CREDS_PATH) :]
             if not role:
                 return 200, response(200, ident.role_name.encode(), "text/plain")
-            if role.rstrip("/") == ident.role_name:
+            if role == ident.role_name or role.rstrip("/") == ident.role_name:
                 return self._credentials(ident, container=False)
             return _json(404, "not found")
         return _json(404, "not found")
@@ -814,7 +876,14 @@ class Routes:
             rendered = (creds, json.dumps(doc).encode(), json.dumps(imds_doc).encode())
             if obtained is not None:  # without it LastUpdated is "now": render per request
                 self._rendered[ident.name] = rendered
-        return 200, response(200, rendered[1] if container else rendered[2], "application/json")
+        body = rendered[1] if container else rendered[2]
+        date = _date.line()
+        key = (ident.name, container)
+        cached = self._answers.get(key)
+        if cached is None or cached[0] is not body or cached[1] is not date:
+            cached = (body, date, response(200, body, "application/json"))
+            self._answers[key] = cached
+        return 200, cached[2]
 
 
 def bind_listener(app: CredentialServer, address: str, port: int) -> Listener:

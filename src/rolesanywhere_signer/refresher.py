@@ -15,9 +15,10 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from .cancel import CancelToken
@@ -48,9 +49,8 @@ CERT_DAILY_DAYS = 7
 
 
 def _now() -> datetime:
-    from .certs import now_utc
-
-    return now_utc()
+    # certs.now_utc, without its import statement: serve reads this clock on every answer
+    return datetime.now(timezone.utc)
 
 
 #: botocore's IMDS fetcher, handed credentials with less than 10 min + 2..10 min of jitter left,
@@ -175,6 +175,7 @@ class Refresher:
         self._state_lock = threading.Lock()  # guards the fields below; held only briefly
         self._flight = threading.Lock()  # held for a whole attempt: single-flight
         self._creds: Credentials | None = None
+        self._deadline: tuple[Credentials, float] | None = None  # current()'s cache
         self._obtained: datetime | None = None
         self._last_error: SignerError | None = None
         self._fatal = False
@@ -202,11 +203,18 @@ class Refresher:
 
     def current(self) -> Credentials | None:
         """The credentials if they are still valid right now; never signs, never waits on a refresh."""
-        with self._state_lock:
-            creds = self._creds
-        if creds is None or creds.expiration <= self._clock():
+        creds = self._creds  # one attribute read: atomic, no lock needed (serve calls this per answer)
+        if creds is None:
             return None
-        return creds
+        if self._clock is _now:
+            # the real clock: compare epoch seconds instead of building a datetime per answer;
+            # (credentials, deadline) is one attribute, so a refresh in another thread cannot
+            # pair new credentials with the old deadline
+            deadline = self._deadline
+            if deadline is None or deadline[0] is not creds:
+                deadline = self._deadline = (creds, creds.expiration.timestamp())
+            return creds if time.time() < deadline[1] else None
+        return None if creds.expiration <= self._clock() else creds
 
     @property
     def obtained_at(self) -> datetime | None:
