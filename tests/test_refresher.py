@@ -337,3 +337,25 @@ def test_reload_after_a_refused_password_tries_once_more_only(
         clock.advance(600)
         r.tick()
     assert r.attempts == 2
+
+
+def test_current_on_the_real_clock_follows_each_credentials_deadline(
+    identity: IdentityOptions, ep: LocalEndpoint
+) -> None:
+    """With the default clock, current() compares epoch seconds (serve asks on every answer):
+    still right at the deadline, and never pairs new credentials with an old deadline."""
+    from rolesanywhere_signer.credentials import Credentials
+
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=0.5)
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    issued = [Credentials("ASIASOON", "s1", "t1", soon), Credentials("ASIALATER", "s2", "t2", later)]
+    r = Refresher(identity, request(ep), wait=lambda s: None, policy=POLICY, fetch=lambda signer: issued.pop(0))
+    r.refresh()
+    first = r.current()
+    assert first is not None and first.access_key_id == "ASIASOON"
+    while dt.datetime.now(dt.timezone.utc) < soon:
+        threading.Event().wait(0.05)
+    assert r.current() is None  # expired on the wall clock
+    r.refresh(force=True)
+    second = r.current()
+    assert second is not None and second.access_key_id == "ASIALATER"
