@@ -213,7 +213,7 @@ def test_rejects_wrong_scope_region(pki: PKI, endpoint: LocalEndpoint) -> None:
 
 def test_validates_duration(pki: PKI, endpoint: LocalEndpoint) -> None:
     for bad in (899, 43201):
-        r = send(endpoint, signer_for(pki.leaf()), request=dataclasses.replace(REQ, duration_seconds=bad))
+        r = send(endpoint, signer_for(pki.leaf()), request=REQ.with_changes(duration_seconds=bad))
         assert_refused(r, 400, "ValidationException", "durationSeconds")
 
 

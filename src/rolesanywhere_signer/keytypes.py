@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from .errors import NotSupportedError
 from .protocol import ALGORITHM_ECDSA, ALGORITHM_MLDSA, ALGORITHM_RSA
@@ -140,10 +140,6 @@ class KeyType(Record):
             tpm_scheme=tpm_scheme,
             tpm_curve=tpm_curve,
         )
-
-    def with_changes(self, **changes: Any) -> KeyType:
-        """A copy with some fields changed (``dataclasses.replace`` for this record)."""
-        return KeyType(**{**self.__dict__, **changes})
 
     # -- how a signature is made and checked
 

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import quote
 
@@ -96,15 +95,33 @@ def authorization_header(algorithm: str, serial: int, scope: str, signed_headers
     return f"{algorithm} Credential={serial}/{scope}, SignedHeaders={signed_headers}, Signature={signature.hex()}"
 
 
-@dataclass(frozen=True)
-class SessionRequest:
+class SessionRequest(Record):
     """What CreateSession is asked for (all strings already validated by the caller)."""
+
+    __slots__ = ("duration_seconds", "profile_arn", "role_arn", "role_session_name", "trust_anchor_arn")
+    _fields = _shown = ("trust_anchor_arn", "profile_arn", "role_arn", "duration_seconds", "role_session_name")
 
     trust_anchor_arn: str
     profile_arn: str
     role_arn: str
-    duration_seconds: int = 3600
-    role_session_name: str | None = None
+    duration_seconds: int
+    role_session_name: str | None
+
+    def __init__(
+        self,
+        trust_anchor_arn: str,
+        profile_arn: str,
+        role_arn: str,
+        duration_seconds: int = 3600,
+        role_session_name: str | None = None,
+    ) -> None:
+        self._init(
+            trust_anchor_arn=trust_anchor_arn,
+            profile_arn=profile_arn,
+            role_arn=role_arn,
+            duration_seconds=duration_seconds,
+            role_session_name=role_session_name,
+        )
 
     def query(self) -> list[tuple[str, str]]:
         return [

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # not `from typing import ...`: see __init__.py
 if TYPE_CHECKING:
-    from typing import Any, ClassVar
+    from typing import Any, ClassVar, TypeVar
+
+    _R = TypeVar("_R", bound="Record")
 
 _set = object.__setattr__
 
@@ -58,6 +60,10 @@ class Record:
     def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
         """The fields as a new dict: ``vars(record)`` and ``record.__dict__`` worked on the dataclasses."""
         return {n: getattr(self, n) for n in self._fields}
+
+    def with_changes(self: _R, **changes: Any) -> _R:
+        """A copy with some fields changed (``dataclasses.replace`` for a record)."""
+        return type(self)(**{**self.__dict__, **changes})
 
     def __reduce__(self) -> tuple[Any, ...]:  # copy/pickle: rebuild through __init__
         return (_rebuild, (type(self), {n: getattr(self, n) for n in self._fields}))
