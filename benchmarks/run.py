@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 
 from fixtures import ARN_ARGS, CLI, PROFILE_ARN, ROLE_ARN, TRUST_ANCHOR_ARN, Bench  # noqa: E402
 from report import Row, machine, markdown_table, notes_text, text_table  # noqa: E402
-from timing import Command, RunError, Sample, measure  # noqa: E402
+from timing import Command, RunError, Sample, measure, paired_ratio  # noqa: E402
 
 PY = sys.executable
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -114,6 +114,7 @@ def scenario_1(ctx: Ctx) -> None:
             **ms(floor),
             baseline="python -c pass",
             baseline_median=bare.median * 1e3,
+            measured_ratio=paired_ratio(floor, bare),
         ),
     ]
     if "peer" in s:
@@ -125,6 +126,7 @@ def scenario_1(ctx: Ctx) -> None:
                 **ms(ours),
                 baseline="peer",
                 baseline_median=peer_s.median * 1e3,
+                measured_ratio=paired_ratio(ours, peer_s),
                 target=0.5,
             ),
         ]
@@ -134,6 +136,7 @@ def scenario_1(ctx: Ctx) -> None:
             **ms(ours),
             baseline="import floor",
             baseline_median=floor.median * 1e3,
+            measured_ratio=paired_ratio(ours, floor),
             target=1.3,
         )
     )
@@ -145,6 +148,7 @@ def scenario_1(ctx: Ctx) -> None:
                     **ms(s[f"ours RSA-{bits}"]),
                     baseline="PEM EC",
                     baseline_median=ours.median * 1e3,
+                    measured_ratio=paired_ratio(s[f"ours RSA-{bits}"], ours),
                     target=1.2 if bits == 4096 else None,
                 )
             )
@@ -239,6 +243,7 @@ def scenario_3(ctx: Ctx) -> None:
             **ms(hit),
             baseline="python -c 'import json'",
             baseline_median=base.median * 1e3,
+            measured_ratio=paired_ratio(hit, base),
             target=1.5,
         )
     )

@@ -1,4 +1,4 @@
-"""Whole-process timing: warm-up, then interleaved repeated runs, medians; per-run peak RSS.
+"""Whole-process timing: warm-up, then interleaved repeated runs, medians, per-round ratios; peak RSS.
 
 Commands measured against each other run round-robin (one run of each per round, in a shuffled
 order), so a burst of load on a shared machine hits every command alike instead of whichever one
@@ -50,6 +50,18 @@ class Sample:
     @property
     def max(self) -> float:
         return max(self.times)
+
+
+def paired_ratio(a: Sample, b: Sample) -> float:
+    """The median of per-round ratios a/b of two commands measured in the same rounds.
+
+    Each round runs both within moments of each other, so a slow phase of a shared machine lands
+    on both sides of a round and cancels in its ratio; the ratio of the two medians would let it
+    fall on one side.
+    """
+    if len(a.times) != len(b.times):
+        raise ValueError(f"{a.name} and {b.name} were not measured in the same rounds")
+    return statistics.median(x / y for x, y in zip(a.times, b.times, strict=True))
 
 
 class RunError(RuntimeError):
