@@ -279,6 +279,7 @@ def run(ctx: Ctx) -> None:
     )
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=10)
+    token_store_row(ctx)
     flood_row(ctx)
     if ctx.smoke:
         return
@@ -309,6 +310,57 @@ def run(ctx: Ctx) -> None:
     )
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=10)
+
+
+def token_store_row(ctx: Ctx) -> None:
+    """Scenario 5: one IMDSv2 token PUT + GET on a full token store vs an empty one, in-process.
+
+    The full store holds its bound of never-used and of used tokens, so every PUT evicts a fresh
+    token and every GET a used one: the most work either can do. Interleaved rounds, GC off, the
+    median of per-round ratios (as the sign rows).
+    """
+    import gc
+    import statistics
+
+    from rolesanywhere_signer.imds import TokenStore
+
+    def ops(store: TokenStore, n: int) -> float:
+        started = time.perf_counter()
+        for _ in range(n):
+            store.valid(store.issue(21600))
+        return (time.perf_counter() - started) / n
+
+    full = TokenStore()
+    for _ in range(4096):
+        full.valid(full.issue(21600))  # used tokens, up to their bound
+    for _ in range(4096):
+        full.issue(21600)  # never-used ones, up to theirs
+    assert len(full) == 2 * 4096
+    rounds, n = (5, 100) if ctx.smoke else (41, 400)
+    ratios, empty_us, full_us = [], [], []
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            e = ops(TokenStore(), n)
+            f = ops(full, n)
+            ratios.append(f / e)
+            empty_us.append(e * 1e6)
+            full_us.append(f * 1e6)
+    finally:
+        gc.enable()
+    ctx.rows.append(
+        Row(
+            "5 IMDSv2 token store PUT+GET, full (8,192 tokens) vs empty",
+            "µs",
+            median=statistics.median(full_us),
+            min=min(full_us),
+            max=max(full_us),
+            baseline="empty store",
+            baseline_median=statistics.median(empty_us),
+            measured_ratio=statistics.median(ratios),
+            target=1.5,
+        )
+    )
 
 
 def _imds_round(port: int) -> float:
