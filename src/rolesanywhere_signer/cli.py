@@ -144,5 +144,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 70
 
 
+#: the commands that run as long as the machine does; every other one is a short, one-shot run
+LONG_RUNNING = frozenset({"serve", "update", "local-endpoint"})
+
+
+def entry() -> None:
+    """The console script and ``python -m rolesanywhere_signer``: ``main()`` as a process.
+
+    A one-shot run (credential-process runs once per AWS CLI call) keeps the cycle collector off.
+    Importing cryptography, ssl and http.client allocates some 100,000 objects, which sets off
+    collections that find nothing to free, and the interpreter's last collection at exit walks
+    them all once more: together a tenth of a cold credential-process, which the caller waits out
+    (it reads our stdout to EOF). Nothing a one-shot run makes is left for a collector to close:
+    keys, sessions, sockets and files are closed before ``main()`` returns, and the OS takes the
+    memory back. The long-running commands keep the collector, as a library caller of ``main()``
+    does (only this entry point changes it).
+    """
+    import gc
+
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    one_shot = command not in LONG_RUNNING
+    if one_shot:
+        gc.disable()
+    rc = main()
+    if one_shot:
+        gc.freeze()  # out of the final collection's sight: the exit frees them all without a walk
+    sys.exit(rc)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()
