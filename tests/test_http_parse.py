@@ -18,13 +18,17 @@ from rolesanywhere_signer import imds_server
 from rolesanywhere_signer.imds_server import _BadRequest, parse_head
 
 
+def _clear() -> None:
+    imds_server._LINE_CACHE.clear()
+    imds_server._HEADER_CACHE.clear()
+    imds_server._HEAD_CACHE.clear()
+
+
 @pytest.fixture(autouse=True)
 def _cold_caches() -> Iterator[None]:
-    imds_server._LINE_CACHE.clear()
-    imds_server._HEADER_CACHE.clear()
+    _clear()
     yield
-    imds_server._LINE_CACHE.clear()
-    imds_server._HEADER_CACHE.clear()
+    _clear()
 
 
 def _outcome(head: bytes) -> tuple[object, ...]:
@@ -81,8 +85,7 @@ _FIRST = [
 def test_warm_caches_change_nothing(first: bytes, lines: list[bytes], crlf: bool, warm: list[list[bytes]]) -> None:
     sep = b"\r\n" if crlf else b"\n"
     head = sep.join([first, *lines])
-    imds_server._LINE_CACHE.clear()
-    imds_server._HEADER_CACHE.clear()
+    _clear()
     cold = _outcome(head)
     for other in warm:  # other requests fill the caches with some of the same lines
         _outcome(b"\r\n".join([first, *other]))
@@ -97,7 +100,8 @@ def test_lines_with_secrets_are_never_cached() -> None:
         parse_head(f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token: {token}".encode())
         parse_head(f"GET / HTTP/1.1\r\nproxy-authorization: {secret}\r\ncookie: {secret}".encode())
         parse_head(f"GET / HTTP/1.1\r\nX-AWS-EC2-METADATA-TOKEN:{token}".encode())
-    kept = b"".join(imds_server._HEADER_CACHE) + repr(list(imds_server._HEADER_CACHE.values())).encode()
+    kept = b"".join([*imds_server._HEADER_CACHE, *imds_server._HEAD_CACHE])
+    kept += repr([*imds_server._HEADER_CACHE.values(), *imds_server._HEAD_CACHE.values()]).encode()
     assert b"Host: 127.0.0.1" in kept  # the cache is in use
     assert token.encode() not in kept and secret.encode() not in kept
     assert not any(
@@ -110,10 +114,21 @@ def test_caches_stay_bounded_when_no_line_repeats() -> None:
         parse_head(f"GET /path/{i} HTTP/1.1\r\nUser-Agent: client-{i}\r\nX-Request-Id: {i}".encode())
         assert len(imds_server._LINE_CACHE) <= imds_server._LINE_CACHE_SIZE
         assert len(imds_server._HEADER_CACHE) <= imds_server._HEADER_CACHE_SIZE
+        assert len(imds_server._HEAD_CACHE) <= imds_server._HEAD_CACHE_SIZE
     long_value = "v" * 4000  # long lines are parsed every time, never kept
     parse_head(f"GET /{long_value} HTTP/1.1\r\nX-Long: {long_value}".encode())
     assert all(len(k) <= imds_server._LINE_CACHE_MAX_LEN for k in imds_server._LINE_CACHE)
     assert all(len(k) <= imds_server._LINE_CACHE_MAX_LEN for k in imds_server._HEADER_CACHE)
+    assert all(len(k) <= imds_server._HEAD_CACHE_MAX_LEN for k in imds_server._HEAD_CACHE)
+
+
+def test_a_cached_head_gives_each_request_its_own_request_object() -> None:
+    head = b"PUT /latest/api/token HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token-ttl-seconds: 60"
+    first, second = parse_head(head), parse_head(head)
+    assert head in imds_server._HEAD_CACHE  # no secret in it: kept whole
+    assert first is not second and first.headers == second.headers
+    first.need, first.close = 5, True  # per-request state never leaks into the next request
+    assert parse_head(head).need == 0 and not parse_head(head).close
 
 
 def test_a_cached_good_line_does_not_hide_a_bad_one_after_it() -> None:

@@ -262,8 +262,28 @@ def _request_line(first: bytes) -> tuple[str, str, str, bool, str]:
     return parsed
 
 
+#: whole heads seen before -> what parse_head made of them, for heads that carry no secret (a
+#: token PUT is the same bytes every time; a GET carries its token and is parsed line by line).
+#: The headers dict is shared by every request with that head: nothing writes to it after parsing.
+_HEAD_CACHE: dict[bytes, tuple[str, str, str, Headers, bool, str]] = {}
+_HEAD_CACHE_SIZE = 256
+_HEAD_CACHE_MAX_LEN = 1024
+
+
 def parse_head(head: bytes) -> _Request:
     """Request line and headers (without the blank line); raise ``_BadRequest`` with the answer."""
+    seen = _HEAD_CACHE.get(head)
+    if seen is not None:
+        return _Request(*seen)
+    req = _parse_head(head)
+    if len(head) <= _HEAD_CACHE_MAX_LEN and _SECRET_HEADERS.isdisjoint(req.headers):
+        if len(_HEAD_CACHE) >= _HEAD_CACHE_SIZE:
+            _HEAD_CACHE.clear()
+        _HEAD_CACHE[head] = (req.method, req.path, req.version, req.headers, req.close, req.requestline)
+    return req
+
+
+def _parse_head(head: bytes) -> _Request:
     lines = head.split(b"\n")
     method, path, version, close, requestline = _request_line(lines[0].rstrip(b"\r"))
     if len(lines) - 1 > MAX_HEADERS:
