@@ -354,6 +354,11 @@ def run(args: argparse.Namespace) -> int:
                 renewing.append(started)
         log.info("serving credentials on %s port %d", " and ".join(server.addresses), server.port)
         notifier.send("READY=1")
+        import gc
+
+        # everything made so far (modules, the key, the listeners) lives as long as the process:
+        # out of the collector's full passes, which would otherwise walk it all again under load
+        gc.freeze()
         watchdog = notifier.watchdog_interval
         next_ping = 0.0
         next_status = 0.0
