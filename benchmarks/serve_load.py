@@ -145,8 +145,8 @@ def _side_by_side(ctx: Ctx, label: str, serve_url: str, base_url: str, token: st
     """
     import statistics
 
-    seconds = 1.0 if ctx.smoke else 2.0
-    rounds = 1 if ctx.smoke else 5
+    seconds = 1.0 if ctx.smoke else 4.0
+    rounds = 1 if ctx.smoke else 3
     for conns in (1, 16, 64, 256):
         if ctx.smoke and conns > 16:
             break
