@@ -409,3 +409,48 @@ def test_load_64_clients(
         assert len(latencies) > 64
         assert endpoint.state.sessions_created == r.generation  # exactly one CreateSession per refresh
         assert r.generation >= 2  # refreshes really happened under load
+
+
+def _read_answers(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """``count`` whole answers (status, body) from a keep-alive connection."""
+    data = b""
+    answers: list[tuple[int, bytes]] = []
+    while len(answers) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(answers)} answers"
+            data += chunk
+        head, data = data.split(b"\r\n\r\n", 1)
+        length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+        while len(data) < length:
+            data += sock.recv(65536)
+        answers.append((int(head.split(b" ", 2)[1]), data[:length]))
+        data = data[length:]
+    return answers
+
+
+def test_requests_whole_split_and_pipelined_on_one_connection(serve: CredentialServer) -> None:
+    """One connection: a head in one packet (answered straight from the packet), a head whose
+    body comes in a later packet, a head split mid-line, two pipelined in one write: every one
+    answered, in order."""
+    put = b"PUT /latest/api/token HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\n"
+    with socket.create_connection(("127.0.0.1", serve.port), timeout=5) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(put + b"\r\n")
+        ((status, first),) = _read_answers(sock, 1)
+        assert status == 200 and first
+        sock.sendall(put + b"Content-Length: 4\r\n\r\n")
+        time.sleep(0.05)  # the body in a packet of its own
+        sock.sendall(b"body")
+        ((status, second),) = _read_answers(sock, 1)
+        assert status == 200 and second != first
+        get = f"GET {CREDS} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token: {second.decode()}\r\n\r\n".encode()
+        sock.sendall(get[:20])
+        time.sleep(0.05)  # a head split in the middle of its request line
+        sock.sendall(get[20:])
+        ((status, doc),) = _read_answers(sock, 1)
+        assert status == 200 and json.loads(doc)["Code"] == "Success"
+        sock.sendall(put + b"\r\n" + get)  # two in one write
+        answers = _read_answers(sock, 2)
+        assert [a[0] for a in answers] == [200, 200]
+        assert json.loads(answers[1][1])["AccessKeyId"] == serve.refresher.current().access_key_id  # type: ignore[union-attr]

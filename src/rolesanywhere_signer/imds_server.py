@@ -337,6 +337,7 @@ class _Connection(asyncio.Protocol):
         self.service = service
         self.listener = listener
         self._route = service.routes.answer
+        self._time = service.loop.time
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.pending: _Request | None = None
@@ -425,13 +426,48 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        now = self.service.loop.time()
+        now = self._time()
         self.last = now
+        if (
+            not self.buf
+            and self.pending is None
+            and not (self._scheduled or self._write_paused)
+            and data.endswith(b"\r\n\r\n")
+            and data.find(b"\n\r\n") == len(data) - 3
+            and data[0] not in _CR_LF
+            and data.find(b"\n\n") < 0
+        ):
+            # the usual packet: one whole request head (its first end is the last bytes), nothing
+            # buffered before it. _turn would copy it into the buffer, find the end again and copy
+            # it out; here it goes to the same checks and routes straight from the packet.
+            self._one(data[:-4])
+            return
         if self.head_started is None:
             self.head_started = now
         self.buf += data
         if not self._scheduled:
             self._turn(queued=False)
+
+    def _one(self, head: bytes) -> None:
+        """data_received's usual case: ``head`` is the whole packet bar its blank line."""
+        out: list[bytes] = []
+        self.head_started = None
+        try:
+            req = self._admit(head, out)
+            if req is not None:
+                if req.need:  # its body comes in later packets: the buffered path takes over
+                    self.pending = req
+                    self.head_started = self._time()
+                else:
+                    out.append(self._answer(req, b""))
+                    if req.close:
+                        self.closing = True
+        except Exception:  # noqa: BLE001 - as in _turn: drop this connection, keep serving
+            try:
+                self.listener.handle_error(None, self.peer)
+            finally:
+                self.closing = True
+        self._flush(out)
 
     def _turn(self, queued: bool = True) -> None:
         """Answer at most ``PER_TURN`` buffered requests; queue another turn if more are left."""
@@ -480,6 +516,10 @@ class _Connection(asyncio.Protocol):
             self.head_started = None  # idle: the idle timeout applies, not the header deadline
         elif self.pending is None and self.head_started is None:
             self.head_started = self.service.loop.time()
+        self._flush(out)
+
+    def _flush(self, out: list[bytes]) -> None:
+        """Send the turn's answers in one write; close if asked to; pause or resume reading."""
         assert self.transport is not None
         if out:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
@@ -519,6 +559,10 @@ class _Connection(asyncio.Protocol):
         head = bytes(buf[:end])
         del buf[: end + skip]
         self.head_started = self.service.loop.time() if buf else None
+        return self._admit(head, out)
+
+    def _admit(self, head: bytes, out: list[bytes]) -> _Request | None:
+        """A request head's checks before routing: parse, 100 Continue, method, body framing."""
         try:
             req = parse_head(head)
         except _BadRequest as e:
