@@ -369,7 +369,7 @@ class _Connection(asyncio.Protocol):
             transport.close()
             return
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        self.last = self.head_started = self.service.loop.time()
+        self.last = self.head_started = self._time()
         self.service.admit(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -459,14 +459,9 @@ class _Connection(asyncio.Protocol):
                     self.pending = req
                     self.head_started = self._time()
                 else:
-                    out.append(self._answer(req, b""))
-                    if req.close:
-                        self.closing = True
-        except Exception:  # noqa: BLE001 - as in _turn: drop this connection, keep serving
-            try:
-                self.listener.handle_error(None, self.peer)
-            finally:
-                self.closing = True
+                    self._respond(req, b"", out)
+        except Exception:  # noqa: BLE001 - any handler bug: drop this connection, keep serving
+            self._crashed()
         self._flush(out)
 
     def _turn(self, queued: bool = True) -> None:
@@ -503,20 +498,27 @@ class _Connection(asyncio.Protocol):
                     self.pending = None
                 else:
                     body = b""
-                out.append(self._answer(req, body))
+                self._respond(req, body, out)
                 answered += 1
-                if req.close:
-                    self.closing = True
         except Exception:  # noqa: BLE001 - any handler bug: drop this connection, keep serving
-            try:
-                self.listener.handle_error(None, self.peer)
-            finally:
-                self.closing = True
+            self._crashed()
         if self.pending is None and not buf:
             self.head_started = None  # idle: the idle timeout applies, not the header deadline
         elif self.pending is None and self.head_started is None:
-            self.head_started = self.service.loop.time()
+            self.head_started = self._time()
         self._flush(out)
+
+    def _respond(self, req: _Request, body: bytes, out: list[bytes]) -> None:
+        out.append(self._answer(req, body))
+        if req.close:
+            self.closing = True
+
+    def _crashed(self) -> None:
+        """A bug in handling a request: this connection goes (no traceback), the others stay."""
+        try:
+            self.listener.handle_error(None, self.peer)
+        finally:
+            self.closing = True
 
     def _flush(self, out: list[bytes]) -> None:
         """Send the turn's answers in one write; close if asked to; pause or resume reading."""
@@ -558,7 +560,7 @@ class _Connection(asyncio.Protocol):
         self.scanned = 0
         head = bytes(buf[:end])
         del buf[: end + skip]
-        self.head_started = self.service.loop.time() if buf else None
+        self.head_started = self._time() if buf else None
         return self._admit(head, out)
 
     def _admit(self, head: bytes, out: list[bytes]) -> _Request | None:
@@ -595,7 +597,7 @@ class _Connection(asyncio.Protocol):
         try:
             self.transport.write(self._answer(req, body))
         except Exception:  # noqa: BLE001 - as above
-            self.listener.handle_error(None, self.peer)
+            self._crashed()
         self.closing = True
         self.transport.close()
 
@@ -865,7 +867,7 @@ class Routes:
         self._answers: dict[tuple[str, bool], tuple[bytes, bytes, bytes]] = {}
 
     def _host_ok(self, header: str) -> bool:
-        """Whether a Host header names this server (``answer`` looks in ``_hosts`` first)."""
+        """Whether a Host header names this server (remembered for 256 distinct headers)."""
         ok = self._hosts.get(header)
         if ok is None:
             ok = self.config.host_allowed(host_of(header))
@@ -881,7 +883,7 @@ class Routes:
         if "x-forwarded-for" in headers:
             return _json(400, "X-Forwarded-For is not accepted")
         host = headers.get("host")
-        if host is None or not (self._hosts.get(host) or self._host_ok(host)):
+        if host is None or not self._host_ok(host):
             return _json(403, "Host header is not an address this server listens on")
         if method == "GET":
             return self._get(path, headers)
