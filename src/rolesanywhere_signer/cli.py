@@ -99,6 +99,11 @@ def build_parser(only: str | None = None) -> object:
     return parser
 
 
+def command_of(args: Sequence[str]) -> str | None:
+    """The command word: the first argument that is not a flag (only ``--debug`` comes before it)."""
+    return next((a for a in args if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["credential-process"] and "--cache" in args_list:
@@ -117,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import SignerError
 
     try:
-        first = next((a for a in args_list if not a.startswith("-")), None)
+        first = command_of(args_list)
         parser = build_parser(first if first in COMMANDS else None)
         args = parser.parse_args(args_list)  # type: ignore[attr-defined]
         if not args.command:
@@ -162,8 +167,7 @@ def entry() -> None:
     """
     import gc
 
-    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    one_shot = command not in LONG_RUNNING
+    one_shot = command_of(sys.argv[1:]) not in LONG_RUNNING
     if one_shot:
         gc.disable()
     rc = main()

@@ -18,10 +18,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .cancel import CancelToken
+from .certs import now_utc
 from .credentials import Credentials, mask_access_key
 from .errors import AuthenticationError, BackendError, InputError, SecretError, SignerError
 from .files import open_input, read_fd
@@ -48,9 +49,8 @@ CERT_WARN_FRACTION = 0.2
 CERT_DAILY_DAYS = 7
 
 
-def _now() -> datetime:
-    # certs.now_utc, without its import statement: serve reads this clock on every answer
-    return datetime.now(timezone.utc)
+#: the default clock (serve reads it on every answer: imported once, not per call)
+_now = now_utc
 
 
 #: botocore's IMDS fetcher, handed credentials with less than 10 min + 2..10 min of jitter left,
