@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,3 +66,14 @@ def identity(pki: PKI, tmp_path: Path) -> IdentityOptions:
     cert.write_bytes(leaf.pem)
     key.write_bytes(leaf.key_pem())
     return IdentityOptions(certificate=str(cert), private_key=str(key))
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[Any]]]:
+    """Processes a test starts (serve, update, ...): whatever is still running at the end is killed."""
+    started: list[subprocess.Popen[Any]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)

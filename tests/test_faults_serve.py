@@ -14,7 +14,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -75,16 +75,6 @@ def check_valid(doc: dict[str, Any], now: datetime) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # the serve process while the endpoint flaps
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-            p.wait(5)
 
 
 def test_serve_process_survives_a_flapping_endpoint(

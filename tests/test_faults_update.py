@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,16 +164,6 @@ def above(count: Callable[[], int], floor: int) -> Callable[[], bool]:
 def changed(path: Path, old: bytes) -> Callable[[], bool]:
     """A condition for wait_until: the file no longer holds ``old``."""
     return lambda: path.read_bytes() != old
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-            p.wait(5)
 
 
 def start_updater(

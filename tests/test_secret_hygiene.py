@@ -235,16 +235,6 @@ def test_local_endpoint_debug_does_not_log_the_credentials_it_issues(
 # long-running modes
 
 
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-            p.wait(5)
-
-
 def _wait_port(proc: subprocess.Popen[str], port: int, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

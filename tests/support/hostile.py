@@ -10,7 +10,7 @@
 - ``headers``: a status line, then header lines forever;
 - ``garbage``: a line that is not HTTP.
 
-``flood`` (also a script: ``python tests/support/hostile.py flood PORT CONNS SECONDS``) pipelines
+``flood`` (also a script: ``python -m support.hostile flood PORT CONNS SECONDS``, from tests/) pipelines
 thousands of token PUTs per write on a few connections; ``Drippers`` holds many connections that
 each send one header line a second and never finish.
 """
@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from .listener import Listener
+
 MODES = ("endless", "endless-chunked", "huge", "trickle", "nested", "headers", "garbage")
 BLOCK = b"x" * 65536
 
@@ -34,33 +36,18 @@ class HostileEndpoint:
         assert mode in MODES, mode
         self.mode = mode
         self.interval = interval
-        self._sock = socket.socket()
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(16)
-        self._sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.accepted = 0
+        self._listener = Listener()
+        self._stop = self._listener.stop
         #: bytes written to clients, summed over connections
         self.sent = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        return f"http://127.0.0.1:{self._listener.port}"
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            t.start()
-            self._threads.append(t)
+    @property
+    def accepted(self) -> int:
+        return self._listener.accepted
 
     def _read_request(self, conn: socket.socket) -> None:
         data = b""
@@ -127,16 +114,11 @@ class HostileEndpoint:
             conn.close()
 
     def __enter__(self) -> HostileEndpoint:
-        t = threading.Thread(target=self._accept, daemon=True)
-        t.start()
-        self._threads.append(t)
+        self._listener.serve(self._serve)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._sock.close()
-        for t in self._threads:
-            t.join(timeout=5)
+        self._listener.close(join=5)
 
 
 # ---- hostile clients of serve ----------------------------------------------------------------------
@@ -189,7 +171,8 @@ def flood(port: int, conns: int, seconds: float, per_write: int = 2000) -> int:
 def start_flood(port: int, conns: int, seconds: float) -> subprocess.Popen[str]:
     """``flood`` in another process (its own GIL), as real attackers would be."""
     return subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "flood", str(port), str(conns), str(seconds)],
+        [sys.executable, "-m", "support.hostile", "flood", str(port), str(conns), str(seconds)],
+        cwd=Path(__file__).resolve().parents[1],  # tests/: where the support package is found
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -265,4 +248,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "flood":
         print(flood(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))
     else:
-        sys.exit("usage: hostile.py flood PORT CONNS SECONDS")
+        sys.exit("usage: python -m support.hostile flood PORT CONNS SECONDS")

@@ -16,7 +16,6 @@ import ipaddress
 import select
 import socket
 import ssl
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from .listener import Listener
 
 
 @dataclass(frozen=True)
@@ -106,50 +107,12 @@ def _relay(a: socket.socket, b: socket.socket, record: list[bytes] | None = None
         b.close()
 
 
-class _Listener:
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(32)
-        self.sock.settimeout(0.2)
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-
-    @property
-    def port(self) -> int:
-        return int(self.sock.getsockname()[1])
-
-    def serve(self, handle: object) -> None:
-        def loop() -> None:
-            while not self.stop.is_set():
-                try:
-                    conn, _ = self.sock.accept()
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                t = threading.Thread(target=handle, args=(conn,), daemon=True)  # type: ignore[arg-type]
-                t.start()
-                self.threads.append(t)
-
-        t = threading.Thread(target=loop, daemon=True)
-        t.start()
-        self.threads.append(t)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
-        for t in self.threads:
-            t.join(timeout=2)
-
-
 class ConnectProxy:
     def __init__(self, *, tls: TlsMaterial | None = None, auth: tuple[str, str] | None = None) -> None:
         self.tls = tls
         self.auth = auth
         self.seen: list[SeenRequest] = []
-        self._listener = _Listener()
+        self._listener = Listener()
         self._context: ssl.SSLContext | None = None
         if tls is not None:
             self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -240,7 +203,7 @@ class Tap:
     chunks: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._listener = _Listener()
+        self._listener = Listener()
 
     @property
     def port(self) -> int:
