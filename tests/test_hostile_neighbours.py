@@ -69,33 +69,16 @@ def kit(pki: PKI, tmp_path: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+def _command(name: str, kit: tuple[Path, Path], url: str, *extra: str) -> list[str]:
+    return [name, "--certificate", str(kit[0]), "--private-key", str(kit[1]), *ARN_ARGS, "--endpoint", url, *extra]
+
+
 def _cp(kit: tuple[Path, Path], url: str, *extra: str) -> list[str]:
-    return [
-        "credential-process",
-        "--certificate",
-        str(kit[0]),
-        "--private-key",
-        str(kit[1]),
-        *ARN_ARGS,
-        "--endpoint",
-        url,
-        *extra,
-    ]
+    return _command("credential-process", kit, url, *extra)
 
 
 def _update(kit: tuple[Path, Path], url: str, *extra: str) -> list[str]:
-    return [
-        "update",
-        "--certificate",
-        str(kit[0]),
-        "--private-key",
-        str(kit[1]),
-        *ARN_ARGS,
-        "--endpoint",
-        url,
-        "--once",
-        *extra,
-    ]
+    return _command("update", kit, url, "--once", *extra)
 
 
 def nobody_mkdir(path: Path, mode: int = 0o755) -> Path:
